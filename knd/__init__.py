@@ -1,0 +1,1 @@
+"""knd: speech emotion recognition on RAVDESS."""

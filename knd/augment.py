@@ -1,0 +1,100 @@
+"""Training-split augmentation on batches: waveform, spectrogram and mixup.
+
+Every draw comes from an explicit generator that training seeds per epoch, so a run is
+repeatable and a resumed run replays exactly the augmentations an uninterrupted one would.
+Only `knd.train` calls this, and only on training batches.
+"""
+
+from __future__ import annotations
+
+import torch
+import torchaudio
+
+from knd.config import AugmentConfig
+from knd.features import fix_length
+
+
+def _uniform(n: int, low: float, high: float, gen: torch.Generator) -> torch.Tensor:
+    return low + (high - low) * torch.rand(n, generator=gen)
+
+
+def _chance(n: int, p: float, gen: torch.Generator) -> torch.Tensor:
+    return torch.rand(n, generator=gen) < p
+
+
+class Augmenter:
+    def __init__(self, cfg: AugmentConfig, sample_rate: int):
+        self.cfg, self.sample_rate = cfg, sample_rate
+
+    def waveform(self, wave: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """`(batch, samples)` -> same shape, perturbed clip by clip."""
+        cfg, n = self.cfg, wave.shape[0]
+        if cfg.speed != [1.0, 1.0]:
+            wave = self._speed(wave, float(_uniform(1, *cfg.speed, gen)))
+        if cfg.pitch_p and cfg.pitch_semitones and bool(_chance(1, cfg.pitch_p, gen)):
+            steps = round(float(_uniform(1, -cfg.pitch_semitones, cfg.pitch_semitones, gen)))
+            if steps:
+                wave = torchaudio.functional.pitch_shift(wave, self.sample_rate, steps)
+        if cfg.time_shift:
+            wave = self._time_shift(wave, gen)
+        if cfg.gain_db:
+            gain_db = _uniform(n, -cfg.gain_db, cfg.gain_db, gen)
+            wave = wave * (10 ** (gain_db / 20)).unsqueeze(1)
+        if cfg.noise_p:
+            wave = self._noise(wave, gen)
+        if cfg.polarity_p:
+            wave = torch.where(_chance(n, cfg.polarity_p, gen).unsqueeze(1), -wave, wave)
+        return wave
+
+    def _speed(self, wave: torch.Tensor, factor: float) -> torch.Tensor:
+        """Play `factor` times faster (pitch and tempo together), keeping the clip length."""
+        orig = round(100 * factor)
+        if orig == 100:
+            return wave
+        return fix_length(torchaudio.functional.resample(wave, orig, 100), wave.shape[-1])
+
+    def _time_shift(self, wave: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        n, length = wave.shape
+        limit = int(self.cfg.time_shift * length)
+        shift = torch.randint(-limit, limit + 1, (n, 1), generator=gen)
+        index = torch.arange(length).unsqueeze(0) - shift
+        valid = (index >= 0) & (index < length)
+        return torch.where(valid, wave.gather(1, index.clamp(0, length - 1)), 0.0)
+
+    def _noise(self, wave: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        n = wave.shape[0]
+        snr_db = _uniform(n, *self.cfg.noise_snr_db, gen)
+        power = wave.square().mean(dim=1).clamp_min(1e-10)
+        scale = (power / 10 ** (snr_db / 10)).sqrt() * _chance(n, self.cfg.noise_p, gen)
+        return wave + scale.unsqueeze(1) * torch.randn(wave.shape, generator=gen)
+
+    def spectrogram(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """SpecAugment on the normalised `(batch, 1, bins, frames)` input: masks set to 0 (mean)."""
+        cfg = self.cfg
+        for axis, count, width in (
+            (2, cfg.freq_masks, cfg.freq_mask_width),
+            (3, cfg.time_masks, cfg.time_mask_width),
+        ):
+            for _ in range(count if width else 0):
+                x = x * ~self._mask(x.shape[0], x.shape[axis], width, gen).reshape(
+                    (-1, 1, x.shape[2], 1) if axis == 2 else (-1, 1, 1, x.shape[3])
+                )
+        return x
+
+    @staticmethod
+    def _mask(n: int, size: int, width: int, gen: torch.Generator) -> torch.Tensor:
+        widths = torch.randint(0, min(width, size) + 1, (n, 1), generator=gen)
+        starts = (torch.rand(n, 1, generator=gen) * (size - widths + 1)).long()
+        pos = torch.arange(size).unsqueeze(0)
+        return (pos >= starts) & (pos < starts + widths)
+
+    def mixup(
+        self, x: torch.Tensor, target: torch.Tensor, gen: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
+        """Blend each clip with another; returns inputs, both targets and the blend weight."""
+        if not self.cfg.mixup_alpha:
+            return x, target, target, 1.0
+        alpha = torch.tensor(self.cfg.mixup_alpha)
+        lam = float(torch.distributions.Beta(alpha, alpha).sample())  # global RNG, seeded per epoch
+        perm = torch.randperm(x.shape[0], generator=gen)
+        return lam * x + (1 - lam) * x[perm], target, target[perm], lam

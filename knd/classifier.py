@@ -1,0 +1,87 @@
+"""Waveform in, logits out: front end + normalisation + network, saved as one checkpoint.
+
+A checkpoint carries everything prediction needs (weights, model and feature config,
+normalisation statistics, label names), so `predict`, `serve` and `export` never read
+`params.yaml` or the training data.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from knd.config import FeatureConfig, ModelConfig, from_dict, to_dict
+from knd.errors import KndError
+from knd.features import FrontEnd
+from knd.models import build_model
+
+CHECKPOINT_FORMAT = 1
+
+
+class Classifier(nn.Module):
+    def __init__(
+        self,
+        model_cfg: ModelConfig,
+        feature_cfg: FeatureConfig,
+        labels: list[str],
+        mean: torch.Tensor,
+        std: torch.Tensor,
+    ):
+        super().__init__()
+        self.model_cfg, self.feature_cfg, self.labels = model_cfg, feature_cfg, list(labels)
+        self.front_end = FrontEnd(feature_cfg)
+        self.register_buffer("mean", mean.reshape(1, 1, -1, 1).float())
+        self.register_buffer("std", std.reshape(1, 1, -1, 1).float())
+        self.net = build_model(model_cfg, len(labels), feature_cfg.num_bins)
+
+    def normalise(self, features: torch.Tensor) -> torch.Tensor:
+        """Raw `(batch, bins, frames)` features -> normalised `(batch, 1, bins, frames)` input."""
+        return (features.unsqueeze(1) - self.mean) / self.std
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        return self.net(self.normalise(self.front_end(wave)))
+
+    def save(self, path: str | Path, **extra: Any) -> None:
+        """Write the checkpoint atomically: a killed save never leaves a file that loads."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        state = {
+            "format": CHECKPOINT_FORMAT,
+            "model_config": to_dict(self.model_cfg),
+            "feature_config": to_dict(self.feature_cfg),
+            "labels": self.labels,
+            "state_dict": self.state_dict(),
+            **extra,
+        }
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save(state, tmp)
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: str | Path, map_location: str | torch.device = "cpu") -> Classifier:
+        state = read_checkpoint(path, map_location)
+        model = cls(
+            from_dict(ModelConfig, state["model_config"]),
+            from_dict(FeatureConfig, state["feature_config"]),
+            state["labels"],
+            state["state_dict"]["mean"],
+            state["state_dict"]["std"],
+        )
+        model.load_state_dict(state["state_dict"])
+        return model.eval()
+
+
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise KndError(f"{path}: model checkpoint not found; train one with `knd train`")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:
+        raise KndError(f"{path}: not a knd checkpoint ({err})") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise KndError(f"{path}: not a knd checkpoint (format {CHECKPOINT_FORMAT} expected)")
+    return state

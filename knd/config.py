@@ -1,0 +1,273 @@
+"""Typed configuration, read from `params.yaml` (written by DVC's Hydra composition of `conf/`).
+
+Every stage reads `params.yaml` rather than composing `conf/` itself, so `dvc exp run -S ...`
+overrides are always seen. Loading validates every key and value: a typo fails at once with the
+file, the key and the allowed choices, instead of deep inside training.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+
+from knd.errors import KndError
+
+T = TypeVar("T")
+
+ZENODO_URL = "https://zenodo.org/records/1188976/files/Audio_Speech_Actors_01-24.zip?download=1"
+ZENODO_MD5 = "bc696df654c87fed845eb13823edef8a"
+
+
+class ConfigError(KndError):
+    """A bad key or value in the configuration."""
+
+
+@dataclass
+class DataConfig:
+    url: str = ZENODO_URL
+    md5: str = ZENODO_MD5
+    labels: Literal["emotion8", "emotion7", "emotion_gender14"] = "emotion8"
+    max_skipped_fraction: float = 0.05
+
+    def __post_init__(self):
+        _check(0.0 <= self.max_skipped_fraction <= 1.0, "data.max_skipped_fraction", "in [0, 1]")
+
+
+@dataclass
+class FeatureConfig:
+    """How a waveform becomes the model's input; stored in every checkpoint."""
+
+    kind: Literal["logmel", "mfcc", "spectrogram"] = "logmel"
+    sample_rate: int = 16000
+    duration: float = 4.0
+    n_fft: int = 640
+    win_length: int = 640
+    hop_length: int = 256
+    n_mels: int = 64
+    n_mfcc: int = 40
+    f_min: float = 0.0
+    f_max: float = 8000.0
+
+    def __post_init__(self):
+        for key in ("sample_rate", "n_fft", "win_length", "hop_length", "n_mels", "n_mfcc"):
+            _check(getattr(self, key) > 0, f"features.{key}", "> 0")
+        _check(self.duration > 0, "features.duration", "> 0")
+        _check(self.win_length <= self.n_fft, "features.win_length", "<= features.n_fft")
+        _check(self.f_max <= self.sample_rate / 2, "features.f_max", "<= sample_rate / 2")
+        _check(self.n_mfcc <= self.n_mels, "features.n_mfcc", "<= features.n_mels")
+
+    @property
+    def num_samples(self) -> int:
+        return round(self.duration * self.sample_rate)
+
+    @property
+    def num_frames(self) -> int:
+        return self.num_samples // self.hop_length + 1
+
+    @property
+    def num_bins(self) -> int:
+        """Height of the feature image."""
+        return {"logmel": self.n_mels, "mfcc": self.n_mfcc, "spectrogram": self.n_fft // 2 + 1}[
+            self.kind
+        ]
+
+
+@dataclass
+class SplitConfig:
+    """`actor` and `kfold` hold speakers out; `random` leaks them and exists only for comparison."""
+
+    strategy: Literal["actor", "kfold", "random"] = "actor"
+    seed: int = 42
+    test_actors: int = 4
+    val_actors: int = 2
+    k: int = 5
+    fold: int = 0
+    test_fraction: float = 0.2
+    val_fraction: float = 0.1
+
+    def __post_init__(self):
+        _check(
+            self.test_actors >= 2 and self.test_actors % 2 == 0, "split.test_actors", "even, >= 2"
+        )
+        _check(self.val_actors >= 2 and self.val_actors % 2 == 0, "split.val_actors", "even, >= 2")
+        _check(self.k >= 2, "split.k", ">= 2")
+        _check(0 <= self.fold < self.k, "split.fold", f"in [0, split.k={self.k})")
+        for key in ("test_fraction", "val_fraction"):
+            _check(0 < getattr(self, key) < 0.5, f"split.{key}", "in (0, 0.5)")
+
+
+@dataclass
+class ModelConfig:
+    """Architecture and its size; `name` picks the class in `knd.models`."""
+
+    name: Literal["cnn", "resnet18", "acnt", "vgg", "sernet"] = "cnn"
+    channels: list[int] = field(default_factory=lambda: [32, 64, 128, 256])
+    dropout: float = 0.25
+    pretrained: bool = False
+    use_transformer: bool = True
+    d_model: int = 128
+    n_heads: int = 4
+    n_layers: int = 2
+    pooling: Literal["mean", "stats", "attention"] = "mean"
+
+    def __post_init__(self):
+        _check(len(self.channels) > 0 and min(self.channels) > 0, "model.channels", "positive")
+        _check(0 <= self.dropout < 1, "model.dropout", "in [0, 1)")
+        _check(self.d_model % self.n_heads == 0, "model.d_model", "divisible by model.n_heads")
+
+
+@dataclass
+class AugmentConfig:
+    """Training-split augmentation; every switch is independent, validation/test never see it."""
+
+    gain_db: float = 6.0
+    noise_snr_db: list[float] = field(default_factory=lambda: [10.0, 40.0])
+    noise_p: float = 0.5
+    time_shift: float = 0.25
+    polarity_p: float = 0.5
+    pitch_semitones: float = 0.0
+    pitch_p: float = 0.0
+    speed: list[float] = field(default_factory=lambda: [1.0, 1.0])
+    freq_masks: int = 2
+    freq_mask_width: int = 8
+    time_masks: int = 2
+    time_mask_width: int = 25
+    mixup_alpha: float = 0.2
+
+    def __post_init__(self):
+        for key in ("noise_p", "polarity_p", "pitch_p"):
+            _check(0 <= getattr(self, key) <= 1, f"augment.{key}", "a probability in [0, 1]")
+        _check(len(self.noise_snr_db) == 2, "augment.noise_snr_db", "[low, high]")
+        _check(len(self.speed) == 2 and min(self.speed) > 0, "augment.speed", "[low, high] > 0")
+        _check(0 <= self.time_shift < 1, "augment.time_shift", "a fraction in [0, 1)")
+
+    @property
+    def waveform_enabled(self) -> bool:
+        return bool(
+            self.gain_db
+            or self.noise_p
+            or self.time_shift
+            or self.polarity_p
+            or (self.pitch_p and self.pitch_semitones)
+            or self.speed != [1.0, 1.0]
+        )
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 42
+    epochs: int = 30
+    batch_size: int = 32
+    optimizer: Literal["adam", "adamw", "sgd"] = "adamw"
+    lr: float = 0.001
+    weight_decay: float = 0.01
+    scheduler: Literal["onecycle", "cosine", "plateau", "none"] = "onecycle"
+    label_smoothing: float = 0.1
+    grad_clip: float = 5.0
+    patience: int = 0
+    amp: bool = True
+    resume: bool = False
+    num_threads: int = 0
+
+    def __post_init__(self):
+        _check(self.epochs >= 1, "train.epochs", ">= 1")
+        _check(self.batch_size >= 1, "train.batch_size", ">= 1")
+        _check(self.lr > 0, "train.lr", "> 0")
+        _check(0 <= self.label_smoothing < 1, "train.label_smoothing", "in [0, 1)")
+        _check(self.patience >= 0, "train.patience", ">= 0 (0 disables early stopping)")
+
+
+@dataclass
+class WandbConfig:
+    mode: Literal["offline", "online", "disabled"] = "offline"
+    project: str = "knd"
+    entity: str | None = None
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+
+
+def _check(ok: bool, key: str, expected: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}: must be {expected}")
+
+
+def from_dict(cls: type[T], data: dict[str, Any] | None, prefix: str = "") -> T:
+    """Build dataclass `cls` from plain data, rejecting unknown keys and wrongly typed values."""
+    data = {} if data is None else data
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in data:
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
+            raise ConfigError(f"{prefix}{key}: unknown key{hint}; valid keys: {', '.join(names)}")
+    kwargs = {k: _coerce(hints[k], v, f"{prefix}{k}") for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, value: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, key + ".")
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value not in choices:
+            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(str, choices))}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in typing.get_args(tp):
+            return None
+        (inner,) = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _coerce(inner, value, key)
+    if origin is list:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        (inner,) = typing.get_args(tp)
+        return [_coerce(inner, v, f"{key}[{i}]") for i, v in enumerate(value)]
+    if tp is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if tp is int and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
+        raise ConfigError(f"{key}: expected {tp.__name__}, got {value!r}")
+    return value
+
+
+def load_config(path: str | Path = "params.yaml") -> Config:
+    """Read and validate the parameters file; every error names the file and the key."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: not found. Run from the project root, or run `dvc exp run` / "
+            "`dvc repro` once so DVC composes it from conf/"
+        ) from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({err})") from None
+    try:
+        return from_dict(Config, raw)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    return dataclasses.asdict(obj)

@@ -1,0 +1,85 @@
+"""The one feature front end: waveform batch -> log spectrogram image.
+
+`make_dataset`, training-time augmentation, `predict`, `serve` and the ONNX export all call this
+module, so a model never sees features computed differently from the ones it was trained on.
+"""
+
+from __future__ import annotations
+
+import torch
+import torchaudio
+from torch import nn
+
+from knd.config import FeatureConfig
+
+LOG_FLOOR = 1e-10
+
+
+def fix_length(wave: torch.Tensor, num_samples: int) -> torch.Tensor:
+    """Centre-crop or symmetrically zero-pad the last axis to `num_samples`.
+
+    Centring keeps the utterance: RAVDESS clips have silence at both ends, and speech in the
+    middle. Training-time time shift (augmentation) moves the window randomly instead.
+    """
+    length = wave.shape[-1]
+    if length >= num_samples:
+        start = (length - num_samples) // 2
+        return wave[..., start : start + num_samples]
+    left = (num_samples - length) // 2
+    return nn.functional.pad(wave, (left, num_samples - length - left))
+
+
+class FrontEnd(nn.Module):
+    """Log-mel, MFCC or log power spectrogram of a `(batch, samples)` waveform batch.
+
+    Output is `(batch, bins, frames)`. The STFT window and the mel/DCT matrices are buffers, so
+    the front end moves with the model between devices and is exported with it.
+    """
+
+    def __init__(self, cfg: FeatureConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.register_buffer("window", torch.hann_window(cfg.win_length), persistent=False)
+        if cfg.kind in ("logmel", "mfcc"):
+            mel = torchaudio.functional.melscale_fbanks(
+                cfg.n_fft // 2 + 1, cfg.f_min, cfg.f_max, cfg.n_mels, cfg.sample_rate
+            )
+            self.register_buffer("mel", mel, persistent=False)  # (freqs, n_mels)
+        if cfg.kind == "mfcc":
+            dct = torchaudio.functional.create_dct(cfg.n_mfcc, cfg.n_mels, norm="ortho")
+            self.register_buffer("dct", dct, persistent=False)  # (n_mels, n_mfcc)
+
+    def power_spectrogram(self, wave: torch.Tensor) -> torch.Tensor:
+        spec = torch.stft(
+            wave,
+            n_fft=self.cfg.n_fft,
+            hop_length=self.cfg.hop_length,
+            win_length=self.cfg.win_length,
+            window=self.window,
+            center=True,
+            pad_mode="reflect",
+            return_complex=True,
+        )
+        return spec.real.square() + spec.imag.square()  # (batch, freqs, frames)
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        power = self.power_spectrogram(wave.float())
+        if self.cfg.kind == "spectrogram":
+            return torch.log(power.clamp_min(LOG_FLOOR))
+        logmel = torch.log((power.transpose(1, 2) @ self.mel).clamp_min(LOG_FLOOR))
+        if self.cfg.kind == "mfcc":
+            return (logmel @ self.dct).transpose(1, 2)
+        return logmel.transpose(1, 2)
+
+
+@torch.no_grad()
+def extract(front_end: FrontEnd, waves: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+    """Features of many clips, in batches so memory stays flat."""
+    return torch.cat([front_end(chunk) for chunk in waves.split(batch_size)])
+
+
+def band_stats(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-bin mean and std over clips and frames (call on training clips only)."""
+    mean = features.mean(dim=(0, 2))
+    std = features.std(dim=(0, 2)).clamp_min(1e-5)
+    return mean, std

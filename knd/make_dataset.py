@@ -1,0 +1,191 @@
+"""Stage `make_dataset`: raw audio folder -> one tensor file, a metadata table and a summary.
+
+Every clip is decoded once (in worker processes, both cores), made mono at the configured rate and
+fixed length, and kept as 16-bit audio beside its features: training needs the waveform for
+augmentation, evaluation needs only the features. Bad files are reported and skipped, never
+guessed at; the outputs appear all at once or not at all.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from knd import ravdess
+from knd.audio import AudioError, load_audio
+from knd.config import Config, to_dict
+from knd.errors import KndError
+from knd.features import FrontEnd, band_stats, extract, fix_length
+from knd.splits import assign_splits
+
+AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".aif", ".aiff"}
+FEATURES_FILE = "features.pt"
+METADATA_FILE = "metadata.csv"
+SUMMARY_FILE = "summary.json"
+
+
+@dataclass
+class Skipped:
+    path: str
+    reason: str
+    detail: str = ""
+
+
+def find_audio(raw_dir: Path) -> list[Path]:
+    return sorted(
+        p for p in raw_dir.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file()
+    )
+
+
+def _decode(args: tuple[str, int, int]) -> np.ndarray | AudioError:
+    path, sample_rate, num_samples = args
+    torch.set_num_threads(1)
+    try:
+        wave = fix_length(load_audio(path, sample_rate), num_samples)
+    except AudioError as err:
+        return err
+    return (wave.clamp(-1, 1) * 32767).round().to(torch.int16).numpy()
+
+
+def decode_all(paths: list[Path], sample_rate: int, num_samples: int, workers: int) -> list:
+    """Decode clips in parallel; each result is int16 samples or the AudioError for that file."""
+    jobs = [(str(p), sample_rate, num_samples) for p in paths]
+    bar = dict(total=len(jobs), desc="decode", unit="clip", disable=None)
+    if workers <= 1:
+        return [_decode(j) for j in tqdm(jobs, **bar)]
+    with ProcessPoolExecutor(workers) as pool:
+        return list(tqdm(pool.map(_decode, jobs, chunksize=16), **bar))
+
+
+def make_dataset(
+    cfg: Config, raw_dir: Path = Path("data/raw"), out_dir: Path = Path("data/processed")
+) -> dict:
+    paths = find_audio(raw_dir)
+    if not paths:
+        raise KndError(f"{raw_dir}: no audio files found; run `knd download` first")
+    skipped: list[Skipped] = []
+    rows, keep = [], []
+    for path in paths:
+        try:
+            info = ravdess.parse_filename(path)
+        except ValueError as err:
+            skipped.append(Skipped(str(path), "bad file name", str(err)))
+            continue
+        row = {"path": str(path.relative_to(raw_dir)), **vars(info)}
+        rows.append({**row, "label": ravdess.label_of(info, cfg.data.labels)})
+        keep.append(path)
+
+    workers = min(os.cpu_count() or 1, 8)
+    decoded = decode_all(keep, cfg.features.sample_rate, cfg.features.num_samples, workers)
+    good = [i for i, d in enumerate(decoded) if not isinstance(d, AudioError)]
+    skipped += [Skipped(d.path, d.reason, d.detail) for d in decoded if isinstance(d, AudioError)]
+    summary = _summary(len(paths), len(good), skipped)
+    _print_summary(summary)
+    _check_usable(summary, cfg.data.max_skipped_fraction)
+
+    meta = pd.DataFrame([rows[i] for i in good]).reset_index(drop=True)
+    meta["split"] = assign_splits(meta, cfg.split)
+    audio = torch.from_numpy(np.stack([decoded[i] for i in good]))
+    labels = ravdess.label_names(cfg.data.labels)
+    target = torch.tensor([labels.index(x) for x in meta["label"]])
+
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    features = extract(FrontEnd(cfg.features), audio.float() / 32767)
+    train = torch.tensor((meta["split"] == "train").to_numpy())
+    mean, std = band_stats(features[train])
+    data = {
+        "audio": audio,
+        "features": features,
+        "target": target,
+        "labels": labels,
+        "mean": mean,
+        "std": std,
+        "feature_config": to_dict(cfg.features),
+        "split_strategy": cfg.split.strategy,
+    }
+    _write_atomically(out_dir, data, meta, summary)
+    counts = meta.groupby("split")["actor"].agg(["count", "nunique"])
+    print(f"splits ({cfg.split.strategy}):")
+    for name, row in counts.iterrows():
+        print(f"  {name:5s} {row['count']:5d} clips  {row['nunique']:3d} actors")
+    return summary
+
+
+def _summary(total: int, kept: int, skipped: list[Skipped]) -> dict:
+    return {
+        "files": total,
+        "kept": kept,
+        "skipped": len(skipped),
+        "skipped_by_reason": dict(Counter(s.reason for s in skipped).most_common()),
+        "skipped_files": [vars(s) for s in skipped],
+    }
+
+
+def _print_summary(summary: dict) -> None:
+    print(f"{summary['files']} files: {summary['kept']} kept, {summary['skipped']} skipped")
+    for s in summary["skipped_files"]:
+        print(
+            f"  skipped {s['path']}: {s['reason']}" + (f" ({s['detail']})" if s["detail"] else "")
+        )
+
+
+def _check_usable(summary: dict, max_skipped_fraction: float) -> None:
+    if summary["kept"] == 0:
+        raise KndError("make_dataset: no usable audio left; see the skipped files above")
+    share = summary["skipped"] / summary["files"]
+    if share > max_skipped_fraction:
+        raise KndError(
+            f"make_dataset: {share:.1%} of the files were skipped, above "
+            f"data.max_skipped_fraction={max_skipped_fraction:.1%}; fix the data or raise the limit"
+        )
+
+
+def _write_atomically(out_dir: Path, data: dict, meta: pd.DataFrame, summary: dict) -> None:
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    torch.save(data, tmp / FEATURES_FILE)
+    meta.to_csv(tmp / METADATA_FILE, index=False)
+    (tmp / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    shutil.rmtree(out_dir, ignore_errors=True)
+    tmp.rename(out_dir)
+
+
+@dataclass
+class Processed:
+    """What `make_dataset` wrote, as `train`, `evaluate` and `plot` read it."""
+
+    audio: torch.Tensor
+    features: torch.Tensor
+    target: torch.Tensor
+    labels: list[str]
+    mean: torch.Tensor
+    std: torch.Tensor
+    feature_config: dict
+    split_strategy: str
+    meta: pd.DataFrame
+
+    def indices(self, split: str) -> torch.Tensor:
+        return torch.from_numpy(np.flatnonzero(self.meta["split"].to_numpy() == split))
+
+    def waves(self, index: torch.Tensor) -> torch.Tensor:
+        return self.audio[index].float() / 32767
+
+
+def load_processed(data_dir: Path = Path("data/processed")) -> Processed:
+    try:
+        data = torch.load(data_dir / FEATURES_FILE, weights_only=True)
+        meta = pd.read_csv(data_dir / METADATA_FILE)
+    except FileNotFoundError as err:
+        raise KndError(f"{err.filename}: not found; run `knd make-dataset` first") from None
+    return Processed(meta=meta, **data)

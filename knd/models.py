@@ -1,0 +1,230 @@
+"""Classifier networks over a normalised feature image `(batch, 1, bins, frames)` -> logits.
+
+Emotion lives in how the voice changes over time, so every network except the reference `cnn`
+keeps a time axis to the end and pools it explicitly (`model.pooling`): mean, mean+std
+statistics, or attentive statistics that learn which frames carry the emotion.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from knd.config import ModelConfig
+from knd.errors import KndError
+
+
+def conv_bn(cin: int, cout: int, stride: int | tuple[int, int] = 1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    )
+
+
+class ResBlock(nn.Module):
+    """Two 3x3 convolutions with a (projected) shortcut; `stride` downsamples."""
+
+    def __init__(self, cin: int, cout: int, stride: int | tuple[int, int] = 2):
+        super().__init__()
+        self.body = nn.Sequential(
+            conv_bn(cin, cout, stride),
+            nn.Conv2d(cout, cout, 3, padding=1, bias=False),
+            nn.BatchNorm2d(cout),
+        )
+        self.shortcut = (
+            nn.Identity()
+            if cin == cout and stride == 1
+            else nn.Sequential(
+                nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout)
+            )
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.body(x) + self.shortcut(x))
+
+
+class TemporalPooling(nn.Module):
+    """`(batch, dim, time)` -> `(batch, out_dim)` by mean, statistics or attentive statistics."""
+
+    def __init__(self, dim: int, kind: str):
+        super().__init__()
+        self.kind = kind
+        self.out_dim = dim if kind == "mean" else 2 * dim
+        if kind == "attention":
+            self.attention = nn.Sequential(
+                nn.Conv1d(dim, dim // 4, 1), nn.Tanh(), nn.Conv1d(dim // 4, dim, 1)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kind == "mean":
+            return x.mean(dim=-1)
+        if self.kind == "stats":
+            weights = torch.full_like(x, 1.0 / x.shape[-1])
+        else:
+            weights = torch.softmax(self.attention(x), dim=-1)
+        mean = (weights * x).sum(dim=-1)
+        var = (weights * x.square()).sum(dim=-1) - mean.square()
+        return torch.cat([mean, var.clamp_min(1e-6).sqrt()], dim=1)
+
+
+class CNN(nn.Module):
+    """The reference 4-block CNN (conv-BN-ReLU-pool-dropout), globally average-pooled."""
+
+    def __init__(self, cfg: ModelConfig, n_classes: int, n_bins: int):
+        super().__init__()
+        layers, cin = [], 1
+        for cout in cfg.channels:
+            layers += [conv_bn(cin, cout), nn.MaxPool2d(2), nn.Dropout(cfg.dropout)]
+            cin = cout
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, n_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+class PooledHead(nn.Module):
+    """Collapse frequency, pool time, classify: the head shared by the time-aware networks."""
+
+    def __init__(self, dim: int, n_classes: int, pooling: str, dropout: float):
+        super().__init__()
+        self.pool = TemporalPooling(dim, pooling)
+        self.classify = nn.Sequential(nn.Dropout(dropout), nn.Linear(self.pool.out_dim, n_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 4:
+            x = x.mean(dim=2)
+        return self.classify(self.pool(x))
+
+
+class SERNet(nn.Module):
+    """knd's default: a small residual CNN with attentive statistics pooling over time.
+
+    Downsampling frequency faster than time keeps enough frames for the pooling to weigh.
+    """
+
+    def __init__(self, cfg: ModelConfig, n_classes: int, n_bins: int):
+        super().__init__()
+        blocks, cin = [conv_bn(1, cfg.channels[0])], cfg.channels[0]
+        for i, cout in enumerate(cfg.channels):
+            blocks.append(ResBlock(cin, cout, stride=(2, 2) if i < 2 else (2, 1)))
+            cin = cout
+        self.features = nn.Sequential(*blocks)
+        self.head = PooledHead(cin, n_classes, cfg.pooling, cfg.dropout)
+        _init_weights(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+class VGG(nn.Module):
+    """VGGish-style stack (conv, conv, then conv pairs) with BatchNorm, to train from scratch."""
+
+    def __init__(self, cfg: ModelConfig, n_classes: int, n_bins: int):
+        super().__init__()
+        layers, cin = [], 1
+        for i, cout in enumerate(cfg.channels):
+            for _ in range(1 if i < 2 else 2):
+                layers.append(conv_bn(cin, cout))
+                cin = cout
+            layers.append(nn.MaxPool2d(2))
+        self.features = nn.Sequential(*layers)
+        self.head = PooledHead(cin, n_classes, cfg.pooling, cfg.dropout)
+        _init_weights(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+class ResNet18(nn.Module):
+    """torchvision ResNet18 with a 1-channel stem and time-preserving pooling instead of avgpool."""
+
+    def __init__(self, cfg: ModelConfig, n_classes: int, n_bins: int):
+        super().__init__()
+        from torchvision.models import ResNet18_Weights, resnet18
+
+        weights = ResNet18_Weights.IMAGENET1K_V1 if cfg.pretrained else None
+        try:
+            net = resnet18(weights=weights)
+        except Exception as err:  # no network, no cached file: say how to fix it
+            raise KndError(
+                f"model.pretrained: cannot load ImageNet weights for ResNet18 ({err}). Put "
+                f"{weights.url.rsplit('/', 1)[-1]} in {torch.hub.get_dir()}/checkpoints/ "
+                "or set model.pretrained=false"
+            ) from None
+        stem = nn.Conv2d(1, 64, 7, stride=2, padding=3, bias=False)
+        if cfg.pretrained:
+            stem.weight.data = net.conv1.weight.data.sum(dim=1, keepdim=True)
+        net.conv1 = stem
+        self.features = nn.Sequential(*list(net.children())[:-2])
+        self.head = PooledHead(512, n_classes, cfg.pooling, cfg.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def sinusoidal_encoding(length: int, dim: int) -> torch.Tensor:
+    position = torch.arange(length).unsqueeze(1)
+    freq = torch.exp(torch.arange(0, dim, 2) * (-math.log(10000.0) / dim))
+    pe = torch.zeros(length, dim)
+    pe[:, 0::2] = torch.sin(position * freq)
+    pe[:, 1::2] = torch.cos(position * freq)
+    return pe
+
+
+class ACNT(nn.Module):
+    """Residual CNN front end -> projection -> sinusoidal positions -> Transformer -> pooling."""
+
+    def __init__(self, cfg: ModelConfig, n_classes: int, n_bins: int, max_frames: int = 2048):
+        super().__init__()
+        blocks, cin, bins = [], 1, n_bins
+        for cout in cfg.channels:
+            blocks.append(ResBlock(cin, cout, stride=2))
+            cin, bins = cout, (bins + 1) // 2
+        self.features = nn.Sequential(*blocks)
+        self.project = nn.Linear(cin * bins, cfg.d_model)
+        self.register_buffer("positions", sinusoidal_encoding(max_frames, cfg.d_model), False)
+        self.transformer = (
+            nn.TransformerEncoder(
+                nn.TransformerEncoderLayer(
+                    cfg.d_model, cfg.n_heads, 2 * cfg.d_model, cfg.dropout, batch_first=True
+                ),
+                cfg.n_layers,
+                enable_nested_tensor=False,
+            )
+            if cfg.use_transformer
+            else None
+        )
+        self.head = PooledHead(cfg.d_model, n_classes, cfg.pooling, cfg.dropout)
+        _init_weights(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.features(x)  # (batch, channels, bins, frames)
+        x = self.project(x.flatten(1, 2).transpose(1, 2))  # (batch, frames, d_model)
+        if self.transformer is not None:
+            x = self.transformer(x + self.positions[: x.shape[1]])
+        return self.head(x.transpose(1, 2))
+
+
+MODELS = {"cnn": CNN, "resnet18": ResNet18, "acnt": ACNT, "vgg": VGG, "sernet": SERNet}
+
+
+def build_model(cfg: ModelConfig, n_classes: int, n_bins: int) -> nn.Module:
+    return MODELS[cfg.name](cfg, n_classes, n_bins)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def _init_weights(model: nn.Module) -> None:
+    """Kaiming for convolutions (ReLU follows), Xavier for linear layers."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d | nn.Conv1d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.Linear):
+            nn.init.xavier_uniform_(m.weight)
+            nn.init.zeros_(m.bias)

@@ -1,0 +1,119 @@
+"""Stage `plot`: the figures people look at instead of reading JSON.
+
+Training curves, the test confusion matrix, per-class F1, and for one clip per emotion its
+waveform, log-mel spectrogram and MFCC, computed with the model's own feature front end.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from knd.classifier import read_checkpoint  # noqa: E402
+from knd.config import FeatureConfig, from_dict  # noqa: E402
+from knd.features import FrontEnd  # noqa: E402
+from knd.make_dataset import Processed, load_processed  # noqa: E402
+
+
+def training_curves(history: list[dict], out: Path) -> None:
+    epochs = [row["epoch"] for row in history]
+    fig, (loss_ax, score_ax) = plt.subplots(1, 2, figsize=(11, 4))
+    loss_ax.plot(epochs, [row["train_loss"] for row in history], label="train loss")
+    loss_ax.set(xlabel="epoch", ylabel="loss", title="Training loss")
+    for key in ("val_uar", "val_accuracy", "val_f1_macro"):
+        score_ax.plot(epochs, [row[key] for row in history], label=key.removeprefix("val_"))
+    best = max(history, key=lambda row: row["val_uar"])
+    score_ax.axvline(best["epoch"], color="grey", ls="--", lw=1, label=f"best (epoch {best['epoch']})")
+    score_ax.axhline(1 / 8, color="red", ls=":", lw=1, label="chance (8 classes)")
+    score_ax.set(xlabel="epoch", ylabel="score", title="Validation (held-out actors)", ylim=(0, 1))
+    for ax in (loss_ax, score_ax):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    _save(fig, out)
+
+
+def confusion_matrix(cm: list[list[int]], labels: list[str], out: Path) -> None:
+    counts = np.array(cm)
+    rates = counts / counts.sum(axis=1, keepdims=True).clip(min=1)
+    fig, ax = plt.subplots(figsize=(7.5, 6.5))
+    image = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    for (i, j), n in np.ndenumerate(counts):
+        color = "white" if rates[i, j] > 0.5 else "black"
+        ax.text(j, i, f"{rates[i, j]:.2f}\n({n})", ha="center", va="center", fontsize=7, color=color)
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set(xlabel="predicted", ylabel="actual", title="Test confusion matrix (row-normalised)")
+    fig.colorbar(image, ax=ax, fraction=0.046)
+    _save(fig, out)
+
+
+def per_class_f1(per_class: dict[str, dict], out: Path) -> None:
+    labels = list(per_class)
+    fig, ax = plt.subplots(figsize=(8, 4))
+    width = 0.27
+    for k, name in enumerate(("precision", "recall", "f1")):
+        values = [per_class[label][name] for label in labels]
+        ax.bar(np.arange(len(labels)) + (k - 1) * width, values, width, label=name)
+    ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
+    ax.set(ylim=(0, 1), ylabel="score", title="Per-class test scores")
+    ax.axhline(1 / len(labels), color="red", ls=":", lw=1, label="chance")
+    ax.legend(ncols=4, fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    _save(fig, out)
+
+
+def emotion_examples(data: Processed, feature_cfg: FeatureConfig, out: Path) -> None:
+    """One clip per emotion, picked deterministically (first in file order)."""
+    examples = data.meta.groupby("emotion", sort=False).head(1)
+    waves = data.waves(torch.from_numpy(examples.index.to_numpy()))
+    logmel = FrontEnd(dataclasses.replace(feature_cfg, kind="logmel"))(waves)
+    mfcc = FrontEnd(dataclasses.replace(feature_cfg, kind="mfcc"))(waves)
+    sr, hop = feature_cfg.sample_rate, feature_cfg.hop_length
+    seconds = waves.shape[1] / sr
+    fig, axes = plt.subplots(len(examples), 3, figsize=(13, 2.0 * len(examples)), squeeze=False)
+    for row, (axs, (_, clip)) in enumerate(zip(axes, examples.iterrows(), strict=True)):
+        axs[0].plot(np.arange(waves.shape[1]) / sr, waves[row].numpy(), lw=0.4)
+        axs[0].set(xlim=(0, seconds), ylim=(-1, 1), ylabel=clip["emotion"])
+        extent = (0, seconds, 0, logmel.shape[1])
+        axs[1].imshow(logmel[row].detach(), origin="lower", aspect="auto", cmap="magma", extent=extent)
+        extent = (0, seconds, 0, mfcc.shape[1])
+        axs[2].imshow(mfcc[row].detach(), origin="lower", aspect="auto", cmap="coolwarm", extent=extent)
+        axs[1].set_ylabel("mel band")
+        axs[2].set_ylabel("coefficient")
+    for ax, title in zip(axes[0], ("waveform", "log-mel spectrogram", "MFCC"), strict=True):
+        ax.set_title(title)
+    for ax in axes[-1]:
+        ax.set_xlabel("seconds")
+    fig.suptitle(f"One clip per emotion ({sr} Hz, hop {1000 * hop / sr:.0f} ms)", y=1.0)
+    _save(fig, out)
+
+
+def _save(fig, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    print(f"wrote {out}")
+
+
+def plot(
+    data_dir: Path = Path("data/processed"),
+    model_path: Path = Path("models/model.pt"),
+    reports: Path = Path("reports"),
+) -> None:
+    figures = reports / "figures"
+    checkpoint = read_checkpoint(model_path)
+    evaluation = json.loads((reports / "evaluation.json").read_text())
+    training_curves(checkpoint["history"], figures / "training_curves.png")
+    confusion_matrix(evaluation["confusion_matrix"], evaluation["labels"], figures / "confusion_matrix.png")
+    per_class_f1(evaluation["per_class"], figures / "per_class.png")
+    feature_cfg = from_dict(FeatureConfig, checkpoint["feature_config"])
+    emotion_examples(load_processed(data_dir), feature_cfg, figures / "emotion_examples.png")

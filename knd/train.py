@@ -1,0 +1,298 @@
+"""Stage `train`: fit the network on the training actors, keep the best by validation UAR.
+
+Reproducible by construction: every random draw of an epoch (shuffle, augmentation, dropout) is
+seeded from `train.seed` and the epoch number, so the same seed gives the same model on a CPU,
+and a run resumed from its last epoch (`train.resume`) ends exactly where an uninterrupted one
+would. Runs on CUDA with mixed precision when available, and data-parallel under `torchrun`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from tqdm import tqdm
+
+from knd.augment import Augmenter
+from knd.classifier import Classifier
+from knd.config import Config, FeatureConfig, from_dict, to_dict
+from knd.errors import KndError
+from knd.evaluate import evaluate_split
+from knd.make_dataset import Processed, load_processed
+from knd.metrics import scalars
+
+LAST_STATE = Path("models/checkpoints/last.pt")
+
+
+@dataclass
+class Runtime:
+    """Where this process trains: device, AMP, and its place in a distributed job."""
+
+    device: torch.device
+    amp: bool
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def setup(cls, cfg: Config) -> Runtime:
+        world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        if cfg.train.num_threads:
+            torch.set_num_threads(cfg.train.num_threads)
+        cuda = torch.cuda.is_available()
+        if world_size == 1:
+            return cls(torch.device("cuda" if cuda else "cpu"), cuda and cfg.train.amp)
+        local_rank = int(os.environ["LOCAL_RANK"])
+        dist.init_process_group("nccl" if cuda else "gloo")
+        if cuda:
+            torch.cuda.set_device(local_rank)
+        device = torch.device(f"cuda:{local_rank}" if cuda else "cpu")
+        return cls(device, cuda and cfg.train.amp, dist.get_rank(), world_size)
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def config_fingerprint(cfg: Config) -> str:
+    """Identifies the settings a resumable state belongs to (all but `train.resume`)."""
+    data = to_dict(cfg)
+    data["train"].pop("resume")
+    data["wandb"] = None
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def build_optimizer(cfg: Config, params) -> torch.optim.Optimizer:
+    t = cfg.train
+    if t.optimizer == "sgd":
+        return torch.optim.SGD(
+            params, lr=t.lr, momentum=0.9, weight_decay=t.weight_decay, nesterov=True
+        )
+    cls = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
+    return cls(params, lr=t.lr, weight_decay=t.weight_decay)
+
+
+def build_scheduler(cfg: Config, optimizer, steps_per_epoch: int):
+    t = cfg.train
+    if t.scheduler == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=t.lr, epochs=t.epochs, steps_per_epoch=steps_per_epoch
+        )
+    if t.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(
+            optimizer, T_max=t.epochs * steps_per_epoch
+        )
+    if t.scheduler == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="max", factor=0.5, patience=3
+        )
+    return None
+
+
+class Trainer:
+    def __init__(self, cfg: Config, data: Processed, rt: Runtime):
+        self.cfg, self.data, self.rt = cfg, data, rt
+        torch.manual_seed(cfg.train.seed)
+        feature_cfg = from_dict(FeatureConfig, data.feature_config)
+        self.model = Classifier(cfg.model, feature_cfg, data.labels, data.mean, data.std).to(
+            rt.device
+        )
+        self.net = self.model.net
+        if rt.world_size > 1:
+            self.net = nn.parallel.DistributedDataParallel(self.model.net)
+        self.augmenter = Augmenter(cfg.augment, feature_cfg.sample_rate)
+        self.train_index = data.indices("train")
+        if len(self.train_index) == 0 or len(data.indices("val")) == 0:
+            raise KndError("train: the training and validation splits must both be non-empty")
+        per_rank = len(self.train_index) // rt.world_size
+        self.steps = max(1, per_rank // cfg.train.batch_size)
+        self.optimizer = build_optimizer(cfg, self.model.net.parameters())
+        self.scheduler = build_scheduler(cfg, self.optimizer, self.steps)
+        self.scaler = torch.amp.GradScaler(enabled=rt.amp)
+        self.loss = nn.CrossEntropyLoss(label_smoothing=cfg.train.label_smoothing)
+        self.epoch, self.best_uar, self.best_epoch, self.history = 0, -1.0, 0, []
+        self.best_state: dict[str, torch.Tensor] = {}
+
+    # -- one epoch -------------------------------------------------------------------------
+    def batches(self, gen: torch.Generator):
+        """This rank's share of a seeded shuffle; the last partial batch is dropped (BatchNorm)."""
+        order = self.train_index[torch.randperm(len(self.train_index), generator=gen)]
+        order = order[self.rt.rank :: self.rt.world_size]
+        bs = self.cfg.train.batch_size
+        return [order[i * bs : (i + 1) * bs] for i in range(self.steps)]
+
+    def inputs(self, index: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        device, aug = self.rt.device, self.augmenter
+        if self.cfg.augment.waveform_enabled:
+            waves = aug.waveform(self.data.waves(index), gen).to(device)
+            features = self.model.front_end(waves)
+        else:
+            features = self.data.features[index].to(device)
+        return aug.spectrogram(self.model.normalise(features), gen)
+
+    def train_epoch(self) -> float:
+        cfg = self.cfg.train
+        gen = seed_everything(cfg.seed * 1000 + self.epoch)
+        self.net.train()
+        total, bar = 0.0, None
+        batches = self.batches(gen)
+        if self.rt.main:
+            bar = tqdm(
+                total=len(batches),
+                desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
+                unit="batch",
+                leave=False,
+            )
+        for index in batches:
+            x = self.inputs(index, gen)
+            y = self.data.target[index].to(self.rt.device)
+            x, y_a, y_b, lam = self.augmenter.mixup(x, y, gen)
+            with torch.autocast(self.rt.device.type, enabled=self.rt.amp):
+                logits = self.net(x)
+                loss = lam * self.loss(logits, y_a) + (1 - lam) * self.loss(logits, y_b)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            if cfg.grad_clip:
+                self.scaler.unscale_(self.optimizer)
+                nn.utils.clip_grad_norm_(self.model.net.parameters(), cfg.grad_clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            if self.scheduler is not None and cfg.scheduler in ("onecycle", "cosine"):
+                self.scheduler.step()
+            total += float(loss)
+            if bar:
+                bar.update()
+                bar.set_postfix(loss=f"{total / bar.n:.3f}")
+        if bar:
+            bar.close()
+        return total / len(batches)
+
+    # -- state -----------------------------------------------------------------------------
+    def state(self) -> dict:
+        return {
+            "fingerprint": config_fingerprint(self.cfg),
+            "epoch": self.epoch,
+            "best_uar": self.best_uar,
+            "best_epoch": self.best_epoch,
+            "history": self.history,
+            "best_state": self.best_state,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler else None,
+            "scaler": self.scaler.state_dict(),
+        }
+
+    def restore(self, path: Path) -> bool:
+        if not path.is_file():
+            return False
+        state = torch.load(path, map_location=self.rt.device, weights_only=False)
+        if state["fingerprint"] != config_fingerprint(self.cfg):
+            print(f"resume: {path} belongs to other settings; starting from scratch")
+            return False
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler:
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.epoch, self.best_uar = state["epoch"], state["best_uar"]
+        self.best_epoch, self.history = state["best_epoch"], state["history"]
+        self.best_state = state["best_state"]
+        print(f"resume: continuing after epoch {self.epoch} from {path}")
+        return True
+
+
+def train(
+    cfg: Config,
+    data_dir: Path = Path("data/processed"),
+    model_path: Path = Path("models/model.pt"),
+    live_dir: Path = Path("dvclive"),
+    state_path: Path = LAST_STATE,
+) -> dict:
+    rt = Runtime.setup(cfg)
+    data = load_processed(data_dir)
+    trainer = Trainer(cfg, data, rt)
+    resumed = cfg.train.resume and trainer.restore(state_path)
+    live = tracker = None
+    if rt.main:
+        from dvclive import Live
+
+        from knd.tracking import Tracker
+
+        live = Live(str(live_dir), resume=resumed, dvcyaml=None, save_dvc_exp=False, report=None)
+        tracker = Tracker(cfg, "train")
+    bad_epochs = trainer.epoch - trainer.best_epoch
+    while trainer.epoch < cfg.train.epochs:
+        loss = trainer.train_epoch()
+        trainer.epoch += 1
+        stop = torch.zeros(1)
+        if rt.main:
+            val = scalars(evaluate_split(trainer.model, data, "val"))
+            if cfg.train.scheduler == "plateau":
+                trainer.scheduler.step(val["uar"])
+            row = {
+                "epoch": trainer.epoch,
+                "train_loss": round(loss, 5),
+                "lr": trainer.optimizer.param_groups[0]["lr"],
+            }
+            row |= {f"val_{k}": round(v, 5) for k, v in val.items()}
+            trainer.history.append(row)
+            _log_epoch(live, tracker, row)
+            if val["uar"] > trainer.best_uar:
+                trainer.best_uar, trainer.best_epoch, bad_epochs = val["uar"], trainer.epoch, 0
+                trainer.best_state = {
+                    k: v.detach().clone() for k, v in trainer.model.state_dict().items()
+                }
+            else:
+                bad_epochs += 1
+            print(
+                f"epoch {trainer.epoch:3d}/{cfg.train.epochs}  loss {loss:.4f}"
+                f"  val uar {val['uar']:.4f}  acc {val['accuracy']:.4f}"
+                + ("  *best" if trainer.best_epoch == trainer.epoch else "")
+            )
+            state_path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = state_path.with_name(state_path.name + ".tmp")
+            torch.save(trainer.state(), tmp)
+            tmp.replace(state_path)
+            stop[0] = float(cfg.train.patience and bad_epochs >= cfg.train.patience)
+        if rt.world_size > 1:
+            dist.broadcast(stop, src=0)
+        if stop.item():
+            if rt.main:
+                print(f"early stop: no validation UAR gain for {cfg.train.patience} epochs")
+            break
+    result = {"best_epoch": trainer.best_epoch, "best_val_uar": trainer.best_uar}
+    if rt.main:
+        trainer.model.load_state_dict(trainer.best_state)
+        trainer.model.save(
+            model_path,
+            split_strategy=data.split_strategy,
+            train_config=to_dict(cfg.train),
+            validation=trainer.history[trainer.best_epoch - 1],
+            history=trainer.history,
+        )
+        print(f"best epoch {trainer.best_epoch}: val uar {trainer.best_uar:.4f} -> {model_path}")
+        tracker.summary(result)
+        tracker.log_model(model_path, result)
+        tracker.finish()
+        live.end()
+    if rt.world_size > 1:
+        dist.destroy_process_group()
+    return result
+
+
+def _log_epoch(live, tracker, row: dict) -> None:
+    for key, value in row.items():
+        if key != "epoch":
+            live.log_metric(key.replace("_", "/", 1), value)
+    live.next_step()
+    tracker.log(row, step=row["epoch"])
