@@ -60,12 +60,13 @@ def load_audio(
         rate = f.samplerate
     if len(samples) == 0:
         raise AudioError(label, "no samples")
-    if not np.isfinite(samples).all():
+    mono = samples.mean(axis=1)  # judged after mixing: that is what the model hears
+    if not np.isfinite(mono).all():
         raise AudioError(label, "non-finite samples")
-    if np.abs(samples).max() < SILENCE_PEAK:
+    if np.abs(mono).max() < SILENCE_PEAK:
         raise AudioError(label, "silent", f"peak below {SILENCE_PEAK:g}")
 
-    wave = torch.from_numpy(samples.mean(axis=1))
+    wave = torch.from_numpy(mono)
     if rate != sample_rate:
         wave = _resampler(rate, sample_rate)(wave)
     return wave.contiguous()

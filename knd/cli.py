@@ -36,7 +36,9 @@ def _config(path: Path):
 @app.command()
 def download(
     params: Params = DEFAULT_PARAMS,
-    raw_dir: Annotated[Path, typer.Option(help="Where the clips are extracted.")] = Path("data/raw"),
+    raw_dir: Annotated[Path, typer.Option(help="Where the clips are extracted.")] = Path(
+        "data/raw"
+    ),
 ) -> None:
     """Fetch the RAVDESS archive (data.url), verify data.md5 and extract it."""
     from knd.download import download_and_extract

@@ -103,12 +103,13 @@ class PooledHead(nn.Module):
 class SERNet(nn.Module):
     """knd's default: a small residual CNN with attentive statistics pooling over time.
 
-    Downsampling frequency faster than time keeps enough frames for the pooling to weigh.
+    The first block downsamples at once (full-resolution convolutions dominate CPU time), and
+    later blocks downsample frequency only, keeping enough frames for the pooling to weigh.
     """
 
     def __init__(self, cfg: ModelConfig, n_classes: int, n_bins: int):
         super().__init__()
-        blocks, cin = [conv_bn(1, cfg.channels[0])], cfg.channels[0]
+        blocks, cin = [], 1
         for i, cout in enumerate(cfg.channels):
             blocks.append(ResBlock(cin, cout, stride=(2, 2) if i < 2 else (2, 1)))
             cin = cout

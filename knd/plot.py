@@ -13,17 +13,17 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
 
-from knd.classifier import read_checkpoint  # noqa: E402
-from knd.config import FeatureConfig, from_dict  # noqa: E402
-from knd.features import FrontEnd  # noqa: E402
-from knd.make_dataset import Processed, load_processed  # noqa: E402
+from knd.classifier import read_checkpoint
+from knd.config import FeatureConfig, from_dict
+from knd.features import FrontEnd
+from knd.make_dataset import Processed, load_processed
 
 
-def training_curves(history: list[dict], out: Path) -> None:
+def training_curves(history: list[dict], n_classes: int, out: Path) -> None:
     epochs = [row["epoch"] for row in history]
     fig, (loss_ax, score_ax) = plt.subplots(1, 2, figsize=(11, 4))
     loss_ax.plot(epochs, [row["train_loss"] for row in history], label="train loss")
@@ -31,8 +31,10 @@ def training_curves(history: list[dict], out: Path) -> None:
     for key in ("val_uar", "val_accuracy", "val_f1_macro"):
         score_ax.plot(epochs, [row[key] for row in history], label=key.removeprefix("val_"))
     best = max(history, key=lambda row: row["val_uar"])
-    score_ax.axvline(best["epoch"], color="grey", ls="--", lw=1, label=f"best (epoch {best['epoch']})")
-    score_ax.axhline(1 / 8, color="red", ls=":", lw=1, label="chance (8 classes)")
+    score_ax.axvline(
+        best["epoch"], color="grey", ls="--", lw=1, label=f"best (epoch {best['epoch']})"
+    )
+    score_ax.axhline(1 / n_classes, color="red", ls=":", lw=1, label="chance")
     score_ax.set(xlabel="epoch", ylabel="score", title="Validation (held-out actors)", ylim=(0, 1))
     for ax in (loss_ax, score_ax):
         ax.grid(alpha=0.3)
@@ -47,7 +49,9 @@ def confusion_matrix(cm: list[list[int]], labels: list[str], out: Path) -> None:
     image = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
     for (i, j), n in np.ndenumerate(counts):
         color = "white" if rates[i, j] > 0.5 else "black"
-        ax.text(j, i, f"{rates[i, j]:.2f}\n({n})", ha="center", va="center", fontsize=7, color=color)
+        ax.text(
+            j, i, f"{rates[i, j]:.2f}\n({n})", ha="center", va="center", fontsize=7, color=color
+        )
     ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
     ax.set_yticks(range(len(labels)), labels)
     ax.set(xlabel="predicted", ylabel="actual", title="Test confusion matrix (row-normalised)")
@@ -83,9 +87,13 @@ def emotion_examples(data: Processed, feature_cfg: FeatureConfig, out: Path) -> 
         axs[0].plot(np.arange(waves.shape[1]) / sr, waves[row].numpy(), lw=0.4)
         axs[0].set(xlim=(0, seconds), ylim=(-1, 1), ylabel=clip["emotion"])
         extent = (0, seconds, 0, logmel.shape[1])
-        axs[1].imshow(logmel[row].detach(), origin="lower", aspect="auto", cmap="magma", extent=extent)
+        axs[1].imshow(
+            logmel[row].detach(), origin="lower", aspect="auto", cmap="magma", extent=extent
+        )
         extent = (0, seconds, 0, mfcc.shape[1])
-        axs[2].imshow(mfcc[row].detach(), origin="lower", aspect="auto", cmap="coolwarm", extent=extent)
+        axs[2].imshow(
+            mfcc[row].detach(), origin="lower", aspect="auto", cmap="coolwarm", extent=extent
+        )
         axs[1].set_ylabel("mel band")
         axs[2].set_ylabel("coefficient")
     for ax, title in zip(axes[0], ("waveform", "log-mel spectrogram", "MFCC"), strict=True):
@@ -112,8 +120,11 @@ def plot(
     figures = reports / "figures"
     checkpoint = read_checkpoint(model_path)
     evaluation = json.loads((reports / "evaluation.json").read_text())
-    training_curves(checkpoint["history"], figures / "training_curves.png")
-    confusion_matrix(evaluation["confusion_matrix"], evaluation["labels"], figures / "confusion_matrix.png")
+    n_classes = len(checkpoint["labels"])
+    training_curves(checkpoint["history"], n_classes, figures / "training_curves.png")
+    confusion_matrix(
+        evaluation["confusion_matrix"], evaluation["labels"], figures / "confusion_matrix.png"
+    )
     per_class_f1(evaluation["per_class"], figures / "per_class.png")
     feature_cfg = from_dict(FeatureConfig, checkpoint["feature_config"])
     emotion_examples(load_processed(data_dir), feature_cfg, figures / "emotion_examples.png")

@@ -104,9 +104,9 @@ class Trainer:
         self.cfg, self.data, self.rt = cfg, data, rt
         torch.manual_seed(cfg.train.seed)
         feature_cfg = from_dict(FeatureConfig, data.feature_config)
-        self.model = Classifier(cfg.model, feature_cfg, data.labels, data.mean, data.std).to(
-            rt.device
-        )
+        self.model = Classifier(cfg.model, feature_cfg, data.labels, data.mean, data.std)
+        # channels-last convolutions are 1.5-2.5x faster on CPUs and tensor cores alike
+        self.model.to(rt.device, memory_format=torch.channels_last)
         self.net = self.model.net
         if rt.world_size > 1:
             self.net = nn.parallel.DistributedDataParallel(self.model.net)
@@ -138,7 +138,8 @@ class Trainer:
             features = self.model.front_end(waves)
         else:
             features = self.data.features[index].to(device)
-        return aug.spectrogram(self.model.normalise(features), gen)
+        x = aug.spectrogram(self.model.normalise(features), gen)
+        return x.contiguous(memory_format=torch.channels_last)
 
     def train_epoch(self) -> float:
         cfg = self.cfg.train
@@ -151,6 +152,7 @@ class Trainer:
                 total=len(batches),
                 desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
                 unit="batch",
+                disable=None,
                 leave=False,
             )
         for index in batches:
@@ -169,7 +171,7 @@ class Trainer:
             self.scaler.update()
             if self.scheduler is not None and cfg.scheduler in ("onecycle", "cosine"):
                 self.scheduler.step()
-            total += float(loss)
+            total += loss.item()
             if bar:
                 bar.update()
                 bar.set_postfix(loss=f"{total / bar.n:.3f}")
@@ -225,7 +227,6 @@ def train(
     live = tracker = None
     if rt.main:
         from dvclive import Live
-
         from knd.tracking import Tracker
 
         live = Live(str(live_dir), resume=resumed, dvcyaml=None, save_dvc_exp=False, report=None)

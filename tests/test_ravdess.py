@@ -34,7 +34,10 @@ def test_gender_from_actor_parity(actor):
 
 @pytest.mark.parametrize(
     ("name", "modality", "channel"),
-    [("01-01-02-01-01-01-01.wav", "full-AV", "speech"), ("02-02-02-01-01-01-01", "video-only", "song")],
+    [
+        ("01-01-02-01-01-01-01.wav", "full-AV", "speech"),
+        ("02-02-02-01-01-01-01", "video-only", "song"),
+    ],
 )
 def test_modality_and_channel_names(name, modality, channel):
     info = parse_filename(name)
@@ -87,7 +90,9 @@ def test_emotion_gender14():
     assert {n.split("_")[0] for n in names} == {"female", "male"}
     calm_male = parse_filename("03-01-02-01-01-01-07.wav")
     assert label_of(calm_male, "emotion_gender14") == "male_neutral"
-    assert label_of(parse_filename("03-01-03-01-01-01-08.wav"), "emotion_gender14") == "female_happy"
+    assert (
+        label_of(parse_filename("03-01-03-01-01-01-08.wav"), "emotion_gender14") == "female_happy"
+    )
 
 
 @pytest.mark.parametrize("label_set", LABEL_SETS)
