@@ -33,8 +33,8 @@ class Classifier(nn.Module):
         super().__init__()
         self.model_cfg, self.feature_cfg, self.labels = model_cfg, feature_cfg, list(labels)
         self.front_end = FrontEnd(feature_cfg)
-        self.register_buffer("mean", mean.reshape(1, 1, -1, 1).float())
-        self.register_buffer("std", std.reshape(1, 1, -1, 1).float())
+        self.register_buffer("mean", mean.reshape(1, 1, -1, 1).float().clone())
+        self.register_buffer("std", std.reshape(1, 1, -1, 1).float().clone())
         self.net = build_model(model_cfg, len(labels), feature_cfg.num_bins)
 
     def normalise(self, features: torch.Tensor) -> torch.Tensor:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -77,6 +77,98 @@ def plot() -> None:
     from knd.plot import plot as run
 
     run()
+
+
+@app.command()
+def cv(
+    params: Params = DEFAULT_PARAMS,
+    fold: Annotated[list[int] | None, typer.Option(help="Run only these folds.")] = None,
+    out: Annotated[Path, typer.Option(help="Fold models and cv.json.")] = Path("reports/cv"),
+) -> None:
+    """k-fold cross-validation by actor (split.k folds) -> mean ± std UAR, WA, macro F1."""
+    from knd.cv import cross_validate
+
+    cross_validate(_config(params), out_dir=out, folds=fold)
+
+
+@app.command()
+def report(
+    revs: Annotated[
+        list[str] | None, typer.Argument(help="Revisions or experiments to compare.")
+    ] = None,
+    diff: Annotated[bool, typer.Option(help="Compare (workspace vs HEAD without REVS).")] = False,
+    out: Annotated[Path, typer.Option(help="Output directory.")] = Path("reports/plots"),
+) -> None:
+    """DVC plots -> OUT/index.html that renders offline (REVS: `dvc plots diff`)."""
+    from knd.report import report as run
+
+    run(revs, diff, out)
+
+
+AnyModel = Annotated[
+    Path, typer.Option("--model", help="Checkpoint (.pt, PyTorch) or export (.onnx, no torch).")
+]
+
+
+@app.command()
+def predict(
+    paths: Annotated[
+        list[Path],
+        typer.Argument(help="Audio files, or folders searched for .wav .flac .ogg .aif .aiff."),
+    ],
+    model: AnyModel = DEFAULT_MODEL,
+    fmt: Annotated[
+        Literal["table", "json", "csv"], typer.Option("--format", help="Output format.")
+    ] = "table",
+    top_k: Annotated[int, typer.Option(min=1, help="Probabilities shown in the table.")] = 3,
+    batch_size: Annotated[int, typer.Option(min=1, help="Windows per forward pass.")] = 32,
+) -> None:
+    """Emotion of each audio file; exit status 1 if any input could not be read.
+
+    Any sample rate or channel count (mixed to mono and resampled).
+
+    Long clips: mean over windows of the training duration that overlap by at least 50%.
+
+    Short clips: centre-padded with silence to the training duration, as in training.
+    """
+    from tqdm import tqdm
+
+    from knd.predict import find_audio, format_results, load_predictor, predict_files
+
+    predictor = load_predictor(model, batch_size)
+    files = find_audio(paths)
+    progress = dict(total=len(files), unit="file", file=sys.stderr, disable=len(files) < 2 or None)
+    records = list(tqdm(predict_files(predictor, files), **progress))
+    typer.echo(format_results(records, fmt, predictor.labels, top_k))
+    if failed := sum("error" in r for r in records):
+        raise KndError(f"{failed} of {len(records)} inputs could not be read")
+
+
+@app.command()
+def serve(
+    model: AnyModel = DEFAULT_MODEL,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    max_upload_mb: Annotated[float, typer.Option(help="Largest accepted request body.")] = 20.0,
+) -> None:
+    """Web service: a page at /, POST /predict, GET /health, API docs at /docs."""
+    import uvicorn
+
+    from knd.serve import MB, create_app
+
+    uvicorn.run(create_app(model, round(max_upload_mb * MB)), host=host, port=port)
+
+
+@app.command()
+def export(
+    model: Model = DEFAULT_MODEL,
+    out: Annotated[Path, typer.Option(help="ONNX file to write.")] = Path("models/model.onnx"),
+) -> None:
+    """Checkpoint -> self-contained ONNX model: waveform in, probabilities out, no torch needed."""
+    from knd.onnx_export import export_onnx
+
+    difference = export_onnx(model, out)
+    typer.echo(f"{out}: exported {model}; max probability difference {difference:.1e}")
 
 
 def main() -> None:

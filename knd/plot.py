@@ -77,9 +77,10 @@ def per_class_f1(per_class: dict[str, dict], out: Path) -> None:
 def emotion_examples(data: Processed, feature_cfg: FeatureConfig, out: Path) -> None:
     """One clip per emotion, picked deterministically (first in file order)."""
     examples = data.meta.groupby("emotion", sort=False).head(1)
-    waves = data.waves(torch.from_numpy(examples.index.to_numpy()))
+    waves = data.waves(torch.tensor(examples.index.to_numpy()))
     logmel = FrontEnd(dataclasses.replace(feature_cfg, kind="logmel"))(waves)
     mfcc = FrontEnd(dataclasses.replace(feature_cfg, kind="mfcc"))(waves)
+    mfcc = (mfcc - mfcc.mean(-1, keepdim=True)) / mfcc.std(-1, keepdim=True)  # c0 would swamp it
     sr, hop = feature_cfg.sample_rate, feature_cfg.hop_length
     seconds = waves.shape[1] / sr
     fig, axes = plt.subplots(len(examples), 3, figsize=(13, 2.0 * len(examples)), squeeze=False)
@@ -92,11 +93,21 @@ def emotion_examples(data: Processed, feature_cfg: FeatureConfig, out: Path) -> 
         )
         extent = (0, seconds, 0, mfcc.shape[1])
         axs[2].imshow(
-            mfcc[row].detach(), origin="lower", aspect="auto", cmap="coolwarm", extent=extent
+            mfcc[row].detach(),
+            origin="lower",
+            aspect="auto",
+            cmap="coolwarm",
+            extent=extent,
+            vmin=-3,
+            vmax=3,
         )
         axs[1].set_ylabel("mel band")
         axs[2].set_ylabel("coefficient")
-    for ax, title in zip(axes[0], ("waveform", "log-mel spectrogram", "MFCC"), strict=True):
+    for ax, title in zip(
+        axes[0],
+        ("waveform", "log-mel spectrogram", "MFCC (standardised per coefficient)"),
+        strict=True,
+    ):
         ax.set_title(title)
     for ax in axes[-1]:
         ax.set_xlabel("seconds")

@@ -145,17 +145,15 @@ class Trainer:
         cfg = self.cfg.train
         gen = seed_everything(cfg.seed * 1000 + self.epoch)
         self.net.train()
-        total, bar = 0.0, None
-        batches = self.batches(gen)
-        if self.rt.main:
-            bar = tqdm(
-                total=len(batches),
-                desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
-                unit="batch",
-                disable=None,
-                leave=False,
-            )
-        for index in batches:
+        losses = []
+        bar = tqdm(
+            self.batches(gen),
+            desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
+            unit="batch",
+            leave=False,
+            disable=None if self.rt.main else True,
+        )
+        for index in bar:
             x = self.inputs(index, gen)
             y = self.data.target[index].to(self.rt.device)
             x, y_a, y_b, lam = self.augmenter.mixup(x, y, gen)
@@ -171,13 +169,9 @@ class Trainer:
             self.scaler.update()
             if self.scheduler is not None and cfg.scheduler in ("onecycle", "cosine"):
                 self.scheduler.step()
-            total += loss.item()
-            if bar:
-                bar.update()
-                bar.set_postfix(loss=f"{total / bar.n:.3f}")
-        if bar:
-            bar.close()
-        return total / len(batches)
+            losses.append(loss.item())
+            bar.set_postfix(loss=f"{sum(losses) / len(losses):.3f}")
+        return sum(losses) / len(losses)
 
     # -- state -----------------------------------------------------------------------------
     def state(self) -> dict:
@@ -220,8 +214,12 @@ def train(
     live_dir: Path = Path("dvclive"),
     state_path: Path = LAST_STATE,
 ) -> dict:
+    return fit(cfg, load_processed(data_dir), model_path, live_dir, state_path)
+
+
+def fit(cfg: Config, data: Processed, model_path: Path, live_dir: Path, state_path: Path) -> dict:
+    """Train on `data`'s train split, select on its val split, save the best to `model_path`."""
     rt = Runtime.setup(cfg)
-    data = load_processed(data_dir)
     trainer = Trainer(cfg, data, rt)
     resumed = cfg.train.resume and trainer.restore(state_path)
     live = tracker = None
@@ -287,6 +285,8 @@ def train(
         tracker.finish()
         live.end()
     if rt.world_size > 1:
+        dist.barrier()
+        del trainer  # DDP's reducer must go before its process group, or gloo hangs at exit
         dist.destroy_process_group()
     return result
 

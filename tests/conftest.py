@@ -81,3 +81,65 @@ def processed(subset_zip, tmp_path_factory) -> Path:
     raw = download_and_extract(str(subset_zip), None, root / "raw", root / "download")
     make_dataset(compose_config(*TINY), raw, root / "processed")
     return root / "processed"
+
+
+def md5sum(path: Path) -> str:
+    import hashlib
+
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def make_project(dest: Path, subset: Path, *overrides: str) -> Path:
+    """A git clone-like copy of this project whose conf/ defaults point at `subset`, shrunk.
+
+    The overrides go into a `conf/tiny.yaml` appended to the defaults list (and `params.yaml`),
+    so both `dvc repro` and `dvc exp run -S ...` (which recomposes conf/) see them.
+    """
+    import shutil
+    import subprocess
+
+    files = subprocess.run(
+        ["git", "ls-files"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    for name in files:
+        if (ROOT / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, dest / name)
+    overrides = (f"data.url={subset}", f"data.md5={md5sum(subset)}", *TINY, *overrides)
+    tiny: dict = {}
+    for item in overrides:
+        key, value = item.split("=", 1)
+        section, name = key.split(".", 1)
+        tiny.setdefault(section, {})[name] = yaml.safe_load(value)
+    (dest / "conf/tiny.yaml").write_text("# @package _global_\n" + yaml.safe_dump(tiny))
+    config = yaml.safe_load((dest / "conf/config.yaml").read_text())
+    config["defaults"].append("tiny")
+    (dest / "conf/config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    with initialize_config_dir(str(dest / "conf"), version_base=None):
+        composed = OmegaConf.to_container(compose("config"), resolve=True)
+    (dest / "params.yaml").write_text(yaml.safe_dump(composed, sort_keys=False))
+    env = git_env()
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "init"]):
+        subprocess.run(cmd, cwd=dest, check=True, env=env)
+    return dest
+
+
+def git_env() -> dict[str, str]:
+    """Environment for git/DVC subprocesses: an identity, the venv's `knd` on PATH, no telemetry."""
+    import sys
+
+    env = dict(os.environ)
+    env.update(
+        GIT_AUTHOR_NAME="knd test",
+        GIT_AUTHOR_EMAIL="test@knd.invalid",
+        GIT_COMMITTER_NAME="knd test",
+        GIT_COMMITTER_EMAIL="test@knd.invalid",
+        DVC_NO_ANALYTICS="1",
+        WANDB_MODE="disabled",
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+    )
+    return env

@@ -1,0 +1,75 @@
+"""Configuration: conf/ composes into params.yaml and every bad key or value fails clearly."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import ROOT, compose_config, compose_dict
+
+from knd.config import ConfigError, load_config
+
+
+def test_params_yaml_is_the_composition_of_conf():
+    committed = yaml.safe_load((ROOT / "params.yaml").read_text())
+    assert committed == compose_dict(), "params.yaml is stale: run `dvc exp run` or recompose conf/"
+
+
+@pytest.mark.parametrize("model", ["cnn", "resnet18", "acnt", "vgg", "sernet"])
+def test_every_model_group_composes_and_validates(model):
+    cfg = compose_config(f"model={model}")
+    assert cfg.model.name == model
+
+
+def test_cnn_is_trained_with_adam_and_the_default_with_adamw():
+    assert compose_config("model=cnn").train.optimizer == "adam"
+    assert compose_config().train.optimizer == "adamw"
+
+
+@pytest.mark.parametrize("group", ["features=mfcc", "split=kfold", "split=random", "augment=none"])
+def test_other_groups_compose(group):
+    compose_config(group)
+
+
+def _write(tmp_path: Path, **changes) -> Path:
+    data = compose_dict()
+    for key, value in changes.items():
+        section, name = key.split("__")
+        data[section][name] = value
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_unknown_key_names_file_key_and_suggestion(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        load_config(_write(tmp_path, train__epoch=3))
+    msg = str(err.value)
+    assert "params.yaml" in msg and "train.epoch" in msg and "did you mean 'train.epochs'" in msg
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"model__name": "transformer9000"}, "model.name: 'transformer9000' is not one of"),
+        ({"train__epochs": 0}, "train.epochs: must be >= 1"),
+        ({"train__lr": "fast"}, "train.lr: expected float"),
+        ({"split__strategy": "speaker"}, "split.strategy: 'speaker' is not one of actor, kfold"),
+        ({"split__fold": 7}, "split.fold: must be in [0, split.k=5)"),
+        ({"features__win_length": 4096}, "features.win_length: must be <= features.n_fft"),
+        ({"augment__noise_p": 2.0}, "augment.noise_p: must be a probability"),
+        ({"model__channels": "32,64"}, "model.channels: expected a list"),
+    ],
+)
+def test_bad_values_fail_with_a_clear_message(tmp_path, change, expected):
+    with pytest.raises(ConfigError) as err:
+        load_config(_write(tmp_path, **change))
+    assert expected in str(err.value)
+
+
+def test_missing_and_broken_files(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)

@@ -1,0 +1,60 @@
+"""The shared feature front end."""
+
+import dataclasses
+
+import pytest
+import torch
+import torchaudio
+from conftest import compose_config
+
+from knd.features import FrontEnd, band_stats, extract, fix_length
+
+
+def test_fix_length_centre_crops_and_pads():
+    wave = torch.arange(10.0)
+    assert fix_length(wave, 4).tolist() == [3.0, 4.0, 5.0, 6.0]
+    padded = fix_length(torch.ones(4), 8)
+    assert padded.tolist() == [0, 0, 1, 1, 1, 1, 0, 0]
+    assert fix_length(torch.ones(2, 5), 5).shape == (2, 5)
+
+
+@pytest.mark.parametrize(("kind", "bins"), [("logmel", 64), ("mfcc", 40), ("spectrogram", 321)])
+def test_shapes_match_the_config(kind, bins):
+    cfg = dataclasses.replace(compose_config().features, kind=kind)
+    out = FrontEnd(cfg)(torch.randn(3, cfg.num_samples))
+    assert out.shape == (3, bins, cfg.num_frames) and cfg.num_bins == bins
+    assert torch.isfinite(out).all()
+
+
+def test_logmel_equals_torchaudio_melspectrogram():
+    cfg = compose_config().features
+    wave = torch.randn(2, cfg.num_samples)
+    reference = torchaudio.transforms.MelSpectrogram(
+        sample_rate=cfg.sample_rate,
+        n_fft=cfg.n_fft,
+        win_length=cfg.win_length,
+        hop_length=cfg.hop_length,
+        f_min=cfg.f_min,
+        f_max=cfg.f_max,
+        n_mels=cfg.n_mels,
+    )(wave)
+    ours = FrontEnd(cfg)(wave)
+    torch.testing.assert_close(ours, torch.log(reference.clamp_min(1e-10)), rtol=1e-4, atol=1e-4)
+
+
+def test_mfcc_equals_torchaudio_mfcc_of_the_same_log_mel():
+    cfg = dataclasses.replace(compose_config().features, kind="mfcc")
+    wave = torch.randn(1, cfg.num_samples)
+    logmel = FrontEnd(dataclasses.replace(cfg, kind="logmel"))(wave)
+    dct = torchaudio.functional.create_dct(cfg.n_mfcc, cfg.n_mels, "ortho")
+    expected = (logmel.transpose(1, 2) @ dct).transpose(1, 2)
+    torch.testing.assert_close(FrontEnd(cfg)(wave), expected)
+
+
+def test_extract_batches_equal_one_pass_and_band_stats():
+    cfg = compose_config().features
+    front = FrontEnd(cfg)
+    waves = torch.randn(5, cfg.num_samples)
+    torch.testing.assert_close(extract(front, waves, batch_size=2), front(waves))
+    mean, std = band_stats(extract(front, waves))
+    assert mean.shape == std.shape == (cfg.n_mels,) and (std > 0).all()

@@ -1,0 +1,56 @@
+"""Every architecture: forward shape and parameter count on the real feature shape."""
+
+import dataclasses
+
+import pytest
+import torch
+from conftest import compose_config
+
+from knd.errors import KndError
+from knd.models import build_model, count_parameters
+
+# (group, parameter range in millions) at the default 64 mel bands x 251 frames, 8 classes
+EXPECTED = {
+    "cnn": (0.35, 0.45),
+    "resnet18": (11.0, 11.5),
+    "acnt": (0.5, 1.5),
+    "vgg": (1.0, 2.0),
+    "sernet": (0.5, 1.0),
+}
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_forward_shape_and_size(name):
+    cfg = compose_config(f"model={name}")
+    model = build_model(cfg.model, n_classes=8, n_bins=cfg.features.num_bins).eval()
+    x = torch.randn(3, 1, cfg.features.num_bins, cfg.features.num_frames)
+    assert model(x).shape == (3, 8)
+    low, high = EXPECTED[name]
+    assert low <= count_parameters(model) / 1e6 <= high
+
+
+def test_acnt_without_transformer_is_the_cnn_alone():
+    cfg = compose_config("model=acnt").model
+    with_t = build_model(cfg, 8, 64)
+    without = build_model(dataclasses.replace(cfg, use_transformer=False), 8, 64)
+    assert with_t.transformer is not None and without.transformer is None
+    assert count_parameters(without) < count_parameters(with_t)
+    assert without(torch.randn(2, 1, 64, 100)).shape == (2, 8)
+
+
+@pytest.mark.parametrize("pooling", ["mean", "stats", "attention"])
+def test_time_pooling_variants_handle_any_length(pooling):
+    cfg = dataclasses.replace(compose_config().model, pooling=pooling)
+    model = build_model(cfg, 8, 64).eval()
+    for frames in (40, 251, 500):
+        assert model(torch.randn(2, 1, 64, frames)).shape == (2, 8)
+
+
+def test_pretrained_resnet_without_weights_fails_clearly(monkeypatch, tmp_path):
+    def offline(*args, **kwargs):
+        raise OSError("no network")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    cfg = dataclasses.replace(compose_config("model=resnet18").model, pretrained=True)
+    with pytest.raises(KndError, match=r"model\.pretrained: cannot load ImageNet weights"):
+        build_model(cfg, 8, 64)

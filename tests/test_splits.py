@@ -1,0 +1,70 @@
+"""Splits: no actor in two splits for `actor` and `kfold`, deterministic from the seed."""
+
+import dataclasses
+import itertools
+
+import pandas as pd
+import pytest
+from conftest import compose_config
+
+from knd.errors import KndError
+from knd.splits import assign_splits, kfold_test_actors
+
+MIRROR_ACTORS = [a for a in range(1, 25) if a not in (1, 11, 20, 21)]
+
+
+def _meta(actors=MIRROR_ACTORS, clips=6):
+    rows = [{"actor": a, "label": f"e{c % 3}"} for a in actors for c in range(clips)]
+    return pd.DataFrame(rows)
+
+
+def _check_disjoint(meta):
+    sets = {s: set(meta.loc[meta["split"] == s, "actor"]) for s in ("train", "val", "test")}
+    for a, b in itertools.combinations(sets, 2):
+        assert not sets[a] & sets[b], f"actors in both {a} and {b}: {sets[a] & sets[b]}"
+    return sets
+
+
+def test_actor_split_holds_out_whole_actors_balanced_by_gender():
+    meta = _meta()
+    meta["split"] = assign_splits(meta, compose_config().split)
+    sets = _check_disjoint(meta)
+    assert len(sets["test"]) == 4 and len(sets["val"]) == 2 and len(sets["train"]) == 14
+    for held_out in (sets["test"], sets["val"]):
+        assert sum(a % 2 for a in held_out) == len(held_out) // 2
+
+
+def test_actor_split_is_deterministic_and_seeded():
+    cfg = compose_config().split
+    meta = _meta()
+    first = assign_splits(meta, cfg)
+    assert first.equals(assign_splits(meta, cfg))
+    assert not first.equals(assign_splits(meta, dataclasses.replace(cfg, seed=7)))
+
+
+@pytest.mark.parametrize("fold", range(5))
+def test_kfold_folds_are_disjoint_and_cover_every_actor(fold):
+    cfg = dataclasses.replace(compose_config("split=kfold").split, fold=fold)
+    meta = _meta()
+    meta["split"] = assign_splits(meta, cfg)
+    sets = _check_disjoint(meta)
+    assert sets["test"] == set(kfold_test_actors(MIRROR_ACTORS, 5, cfg.seed)[fold])
+    folds = kfold_test_actors(MIRROR_ACTORS, 5, cfg.seed)
+    assert sorted(itertools.chain(*folds)) == MIRROR_ACTORS
+    assert all(len(f) == 4 for f in folds)
+
+
+def test_random_split_is_clip_level_and_shares_actors():
+    cfg = compose_config("split=random").split
+    meta = _meta()
+    meta["split"] = assign_splits(meta, cfg)
+    assert set(meta.loc[meta["split"] == "test", "actor"]) & set(
+        meta.loc[meta["split"] == "train", "actor"]
+    )
+    assert abs((meta["split"] == "test").mean() - cfg.test_fraction) < 0.05
+
+
+def test_too_few_actors_is_a_clear_error():
+    meta = _meta(actors=[2, 3, 4, 5])
+    with pytest.raises(KndError, match="lower split"):
+        assign_splits(meta, compose_config().split)

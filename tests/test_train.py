@@ -1,0 +1,139 @@
+"""Training on a tiny real subset: repeatable, resumable, data-parallel, augmenting train only."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import TINY, compose_config, git_env, write_params
+
+from knd.augment import Augmenter
+from knd.evaluate import evaluate
+from knd.make_dataset import load_processed
+from knd.train import Trainer, train
+
+
+def _run(processed: Path, out: Path, *overrides: str) -> dict:
+    cfg = compose_config(*TINY, *overrides)
+    result = train(cfg, processed, out / "model.pt", out / "dvclive", out / "last.pt")
+    evaluate(processed, out / "model.pt", out / "reports")
+    return result
+
+
+def _metrics(out: Path) -> str:
+    return (out / "reports" / "metrics.json").read_text()
+
+
+@pytest.mark.slow
+def test_same_seed_gives_identical_metrics(processed, tmp_path):
+    _run(processed, tmp_path / "a")
+    _run(processed, tmp_path / "b")
+    assert _metrics(tmp_path / "a") == _metrics(tmp_path / "b")
+    a = torch.load(tmp_path / "a" / "model.pt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "b" / "model.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.slow
+def test_checkpoint_is_self_contained(processed, tmp_path):
+    _run(processed, tmp_path)
+    state = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert {"state_dict", "model_config", "feature_config", "labels", "history"} <= set(state)
+    assert state["feature_config"]["duration"] == 2.0
+    assert len(state["labels"]) == 8 and len(state["history"]) == 2
+    metrics = json.loads(_metrics(tmp_path))
+    assert {"accuracy", "uar", "f1_macro", "f1_weighted"} <= set(metrics)
+    assert metrics["split"] == "actor" and "warning" not in metrics
+
+
+@pytest.mark.slow
+def test_random_split_metrics_say_they_are_leaky(subset_zip, tmp_path):
+    from knd.download import download_and_extract
+    from knd.make_dataset import make_dataset
+
+    raw = download_and_extract(str(subset_zip), None, tmp_path / "raw", tmp_path / "dl")
+    make_dataset(compose_config(*TINY, "split=random"), raw, tmp_path / "processed")
+    _run(tmp_path / "processed", tmp_path, "train.epochs=1")
+    assert "LEAKY" in json.loads(_metrics(tmp_path))["warning"]
+
+
+@pytest.mark.slow
+def test_augmentation_touches_training_batches_only(processed, tmp_path, monkeypatch):
+    seen, calls = [], {"waveform": 0, "spectrogram": 0, "mixup": 0}
+    original_inputs = Trainer.inputs
+
+    def inputs(self, index, gen):
+        seen.append(index)
+        return original_inputs(self, index, gen)
+
+    def counting(name):
+        method = getattr(Augmenter, name)
+
+        def wrapper(self, *args):
+            calls[name] += 1
+            return method(self, *args)
+
+        return wrapper
+
+    monkeypatch.setattr(Trainer, "inputs", inputs)
+    for name in calls:
+        monkeypatch.setattr(Augmenter, name, counting(name))
+    _run(processed, tmp_path)
+    train_index = set(load_processed(processed).indices("train").tolist())
+    assert seen and all(set(i.tolist()) <= train_index for i in seen)
+    assert calls == {name: len(seen) for name in calls}
+
+
+def _project(tmp_path: Path, processed: Path, *overrides: str) -> Path:
+    """A working directory laid out like the project, for `knd train` subprocesses."""
+    (tmp_path / "data").mkdir(parents=True)
+    (tmp_path / "data" / "processed").symlink_to(processed)
+    write_params(tmp_path / "params.yaml", *TINY, *overrides)
+    return tmp_path
+
+
+def _knd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "knd.cli", *args]
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_the_same_result(processed, tmp_path):
+    reference = _project(tmp_path / "ref", processed, "train.epochs=4")
+    subprocess.run(_knd("train"), cwd=reference, env=git_env(), check=True, capture_output=True)
+
+    run = _project(tmp_path / "run", processed, "train.epochs=4")
+    state = run / "models" / "checkpoints" / "last.pt"
+    proc = subprocess.Popen(_knd("train"), cwd=run, env=git_env(), stdout=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not state.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL, "training finished before it could be killed"
+    assert not (run / "models" / "model.pt").exists()
+
+    write_params(run / "params.yaml", *TINY, "train.epochs=4", "train.resume=true")
+    done = subprocess.run(_knd("train"), cwd=run, env=git_env(), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "resume: continuing after epoch" in done.stdout
+    a = torch.load(reference / "models" / "model.pt", weights_only=True)
+    b = torch.load(run / "models" / "model.pt", weights_only=True)
+    assert a["history"] == b["history"]
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+
+
+@pytest.mark.slow
+def test_distributed_data_parallel_with_gloo(processed, tmp_path):
+    run = _project(tmp_path, processed, "train.epochs=1", "train.num_threads=1")
+    torchrun = Path(sys.executable).parent / "torchrun"
+    cmd = [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "knd.cli", "train"]
+    env = git_env() | {"OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, cwd=run, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("epoch   1/1") == 1, "only rank 0 validates and logs"
+    assert (run / "models" / "model.pt").is_file()
+    assert os.path.getsize(run / "models" / "model.pt") > 10_000
