@@ -1,0 +1,103 @@
+"""Each augmentation does what it says, only when switched on, reproducibly."""
+
+import dataclasses
+
+import pytest
+import torch
+from conftest import compose_config
+
+from knd.augment import Augmenter
+from knd.config import AugmentConfig
+
+OFF = compose_config("augment=none").augment
+
+
+def _wave(n=4, length=16000):
+    t = torch.arange(length) / 16000
+    return torch.stack([torch.sin(2 * torch.pi * (200 + 50 * i) * t) * 0.5 for i in range(n)])
+
+
+def _only(**changes) -> Augmenter:
+    return Augmenter(dataclasses.replace(OFF, **changes), 16000)
+
+
+def _gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def test_all_off_is_the_identity():
+    aug, wave = Augmenter(OFF, 16000), _wave()
+    assert torch.equal(aug.waveform(wave, _gen()), wave)
+    x = torch.randn(4, 1, 64, 100)
+    assert torch.equal(aug.spectrogram(x, _gen()), x)
+    y = torch.arange(4)
+    assert aug.mixup(x, y, _gen())[3] == 1.0
+    assert not OFF.waveform_enabled
+
+
+def test_gain_scales_within_range():
+    wave = _wave()
+    out = _only(gain_db=6.0).waveform(wave, _gen())
+    ratio = out.abs().amax(1) / wave.abs().amax(1)
+    assert ((ratio >= 10 ** (-6 / 20) - 1e-5) & (ratio <= 10 ** (6 / 20) + 1e-5)).all()
+    assert not torch.allclose(ratio, torch.ones(4))
+
+
+def test_noise_hits_the_sampled_snr():
+    wave = _wave()
+    out = _only(noise_p=1.0, noise_snr_db=[20.0, 20.0]).waveform(wave, _gen())
+    snr = 10 * torch.log10(wave.square().mean(1) / (out - wave).square().mean(1))
+    assert torch.allclose(snr, torch.full((4,), 20.0), atol=0.5)
+
+
+def test_time_shift_moves_and_zero_fills():
+    wave = torch.ones(8, 1000)
+    out = _only(time_shift=0.2).waveform(wave, _gen())
+    zeros = (out == 0).sum(1)
+    assert (zeros <= 200).all() and zeros.any()
+
+
+def test_polarity_inverts_some_clips():
+    wave = _wave(16)
+    out = _only(polarity_p=0.5).waveform(wave, _gen())
+    flipped = torch.isclose(out, -wave).all(1)
+    assert flipped.any() and not flipped.all()
+    assert torch.isclose(out[~flipped], wave[~flipped]).all()
+
+
+def test_speed_changes_the_pitch_and_keeps_the_length():
+    wave = _wave(1)
+    out = _only(speed=[1.25, 1.25]).waveform(wave, _gen())
+    assert out.shape == wave.shape
+    peak = lambda w: torch.fft.rfft(w[0]).abs().argmax().item()  # noqa: E731
+    assert peak(out) == pytest.approx(peak(wave) * 1.25, rel=0.02)
+
+
+def test_pitch_shift_changes_the_pitch():
+    wave = _wave(1)
+    out = _only(pitch_p=1.0, pitch_semitones=4.0).waveform(wave, _gen(3))
+    assert out.shape == wave.shape and not torch.allclose(out, wave, atol=1e-3)
+
+
+def test_specaugment_masks_bands_and_frames():
+    x = torch.ones(4, 1, 64, 200)
+    out = _only(freq_masks=1, freq_mask_width=10, time_masks=1, time_mask_width=30).spectrogram(
+        x, _gen(1)
+    )
+    zero_rows = (out == 0).all(dim=3).sum(dim=(1, 2))
+    zero_cols = (out == 0).all(dim=2).sum(dim=(1, 2))
+    assert (zero_rows <= 10).all() and (zero_cols <= 30).all() and zero_rows.any()
+
+
+def test_mixup_blends_pairs():
+    torch.manual_seed(0)
+    x, y = torch.eye(4).reshape(4, 1, 2, 2), torch.arange(4)
+    mixed, y_a, y_b, lam = _only(mixup_alpha=0.4).mixup(x, y, _gen())
+    assert 0 <= lam <= 1 and torch.equal(y_a, y)
+    torch.testing.assert_close(mixed, lam * x + (1 - lam) * x[y_b])
+
+
+def test_same_generator_seed_same_augmentation():
+    aug = Augmenter(AugmentConfig(), 16000)
+    wave = _wave()
+    assert torch.equal(aug.waveform(wave, _gen(5)), aug.waveform(wave, _gen(5)))
