@@ -6,7 +6,7 @@ export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 PYTHON ?= python3
 STAMP := $(VENV)/.installed
-MIRROR ?= ../shared/data/ravdess/Audio_Speech_Actors_16k_dev.zip
+MIRROR ?= $(abspath ../shared/data/ravdess/Audio_Speech_Actors_16k_dev.zip)
 MIRROR_MD5 ?= 73047ca122ff4319665fec328b1bbed2
 PYTEST_ARGS ?=
 IMAGE ?= knd
@@ -15,7 +15,7 @@ MODEL ?= models/model.pt
 
 .DEFAULT_GOAL := help
 .PHONY: help install pipeline pipeline-mirror test lint format docs serve report bench \
-	docker-train docker-predict
+	docker-train docker-predict remote
 
 help: ## Show this list
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -56,6 +56,9 @@ docs: $(STAMP) ## Build the documentation site into site/ (strict, offline)
 
 serve: $(STAMP) ## Serve the trained model on http://127.0.0.1:8000 (MODEL=models/model.onnx for ONNX)
 	knd serve --model $(MODEL)
+
+remote: ## Make an S3 bucket the DVC remote (URL=s3://bucket/path [ENDPOINT=http://host:port])
+	scripts/s3_remote.sh $(URL) $(ENDPOINT)
 
 report: $(STAMP) ## Render DVC plots to an offline HTML report (reports/plots/index.html)
 	knd report

@@ -64,11 +64,11 @@ def train(params: Params = DEFAULT_PARAMS) -> None:
 
 
 @app.command()
-def evaluate() -> None:
+def evaluate(params: Params = DEFAULT_PARAMS) -> None:
     """Test-split metrics -> reports/metrics.json, evaluation.json, predictions.csv."""
     from knd.evaluate import evaluate as run
 
-    run()
+    run(cfg=_config(params))
 
 
 @app.command()

@@ -13,6 +13,7 @@ import pandas as pd
 import torch
 
 from knd.classifier import Classifier
+from knd.config import Config
 from knd.make_dataset import Processed, load_processed
 from knd.metrics import classification_metrics, scalars
 
@@ -45,7 +46,9 @@ def evaluate(
     data_dir: Path = Path("data/processed"),
     model_path: Path = Path("models/model.pt"),
     reports: Path = Path("reports"),
+    cfg: Config | None = None,
 ) -> dict:
+    """Write the test metrics; with `cfg`, also log them to W&B as the `evaluate` run."""
     data = load_processed(data_dir)
     model = Classifier.load(model_path)
     index = data.indices("test")
@@ -74,5 +77,9 @@ def evaluate(
     pd.DataFrame([{"label": k, **v} for k, v in metrics["per_class"].items()]).to_csv(
         reports / "per_class.csv", index=False
     )
+    if cfg is not None:
+        from knd.tracking import track_evaluation
+
+        track_evaluation(cfg, summary, metrics, data.labels)
     print(json.dumps(summary, indent=2))
     return summary

@@ -1,0 +1,186 @@
+"""ONNX export and the torch-free backend: same numbers as the checkpoint, no torch imported."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import onnx
+import pytest
+import soundfile as sf
+import torch
+from test_predict import LABELS, RATE, ROOT, make_checkpoint, mirror_clips, run_cli, voice
+
+from knd.audio import load_audio
+from knd.config import FeatureConfig, ModelConfig
+from knd.errors import KndError
+from knd.features import FrontEnd
+from knd.onnx_export import DftFrontEnd, export_onnx
+from knd.onnx_runtime import read_audio, resample
+from knd.predict import load_predictor
+
+MODELS = {
+    "cnn": ModelConfig(name="cnn", channels=[8, 16]),
+    "sernet": ModelConfig(name="sernet", channels=[8, 16, 16, 32], pooling="attention"),
+}
+
+
+@pytest.fixture(scope="module", params=list(MODELS))
+def exported(request, tmp_path_factory):
+    """(checkpoint, its ONNX export) for each architecture."""
+    folder = tmp_path_factory.mktemp(request.param)
+    checkpoint = make_checkpoint(folder / "model.pt", MODELS[request.param])
+    export_onnx(checkpoint, folder / "model.onnx")
+    return checkpoint, folder / "model.onnx"
+
+
+def test_onnx_agrees_with_pytorch_on_real_clips(exported):
+    checkpoint, exported_model = exported
+    clips = mirror_clips(12)
+    torch_backend, onnx_backend = load_predictor(checkpoint), load_predictor(exported_model)
+    waves = [torch_backend.read(data, name) for name, data in clips.items()]
+    waves.append(np.concatenate(waves[:3]))  # one long clip: several windows
+    want = [list(p.values()) for p in torch_backend.predict(waves)]
+    got = [list(p.values()) for p in onnx_backend.predict(waves)]
+    assert onnx_backend.backend == "onnx" and onnx_backend.labels == LABELS
+    np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
+
+
+def test_onnx_file_is_self_contained(exported):
+    _, exported_model = exported
+    model = onnx.load(exported_model)
+    meta = {p.key: json.loads(p.value) for p in model.metadata_props}
+    assert meta["knd.labels"] == LABELS
+    assert FeatureConfig(**meta["knd.feature_config"]).num_samples == 2 * RATE
+    (waveform,), (probabilities,) = model.graph.input, model.graph.output
+    dims = [d.dim_param or d.dim_value for d in waveform.type.tensor_type.shape.dim]
+    assert (waveform.name, dims) == ("waveform", ["batch", 2 * RATE])
+    assert probabilities.name == "probabilities"
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        FeatureConfig(),
+        FeatureConfig(kind="mfcc", n_fft=512, win_length=400, hop_length=160),
+        FeatureConfig(kind="spectrogram", duration=1.0),
+    ],
+    ids=["logmel", "mfcc-short-window", "spectrogram"],
+)
+def test_dft_front_end_matches_torch_stft(cfg):
+    """The one replaced step, to float32 rounding; the rest of `forward` is inherited."""
+    waves = torch.from_numpy(np.stack([voice(cfg.duration), voice(cfg.duration, f0=260)]))
+    with torch.no_grad():
+        want = FrontEnd(cfg).power_spectrogram(waves)
+        got = DftFrontEnd(cfg).power_spectrogram(waves)
+        assert DftFrontEnd(cfg)(waves).shape == FrontEnd(cfg)(waves).shape
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * want.max().item())
+
+
+def test_export_command_and_a_bad_checkpoint(monkeypatch, capsys, tmp_path):
+    checkpoint = make_checkpoint(tmp_path / "model.pt")
+    status, out, _ = run_cli(
+        monkeypatch, capsys, "export", "--model", str(checkpoint), "--out", str(tmp_path / "m.onnx")
+    )
+    assert status == 0 and "max probability difference" in out and (tmp_path / "m.onnx").is_file()
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    status, _, err = run_cli(monkeypatch, capsys, "export", "--model", str(tmp_path / "junk.pt"))
+    assert status == 1 and "junk.pt: not a knd checkpoint" in err
+
+
+def test_a_foreign_onnx_file_is_refused_with_a_reason(tmp_path):
+    (tmp_path / "junk.onnx").write_bytes(b"junk")
+    with pytest.raises(KndError, match=r"junk\.onnx: not a loadable ONNX model"):
+        load_predictor(tmp_path / "junk.onnx")
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("Identity", ["waveform"], ["probabilities"])],
+        "bare",
+        [onnx.helper.make_tensor_value_info("waveform", onnx.TensorProto.FLOAT, [1, 8])],
+        [onnx.helper.make_tensor_value_info("probabilities", onnx.TensorProto.FLOAT, [1, 8])],
+    )
+    onnx.save(onnx.helper.make_model(graph), tmp_path / "bare.onnx")
+    with pytest.raises(KndError, match=r"bare\.onnx: ONNX model without knd metadata"):
+        load_predictor(tmp_path / "bare.onnx")
+
+
+# --- the torch-free audio reader --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rate", [8_000, 11_025, 22_050, 44_100, 48_000, 96_000])
+def test_numpy_resampling_is_torchaudios(rate):
+    wave = voice(1.3, rate)
+    want = load_audio(_wav(wave, rate), RATE).numpy()
+    got = resample(wave, rate, RATE)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+def _wav(wave: np.ndarray, rate: int, subtype: str = "FLOAT") -> bytes:
+    out = io.BytesIO()
+    sf.write(out, wave, rate, format="WAV", subtype=subtype)
+    return out.getvalue()
+
+
+def test_torch_free_reader_matches_load_audio(tmp_path):
+    stereo = np.stack([voice(1.0, 44_100), voice(1.0, 44_100, f0=210)], axis=1)
+    good = {
+        "mono.wav": _wav(voice(1.0), RATE, "PCM_16"),
+        "stereo44k.wav": _wav(stereo, 44_100),
+        **mirror_clips(2),
+    }
+    for name, data in good.items():
+        np.testing.assert_allclose(
+            read_audio(data, RATE, name), load_audio(data, RATE, name), atol=1e-6
+        )
+    bad = {
+        "garbage.wav": b"definitely not audio",
+        "empty.wav": b"",
+        "silent.wav": _wav(np.zeros(1000, np.float32), RATE),
+        "truncated.wav": _wav(voice(1.0), RATE, "PCM_16")[:5000],
+        "nan.wav": _wav(np.full(100, np.nan, np.float32), RATE),
+    }
+    for name, data in [*bad.items(), ("missing.wav", tmp_path / "missing.wav")]:
+        with pytest.raises(KndError) as want:
+            load_audio(data, RATE, name)
+        with pytest.raises(KndError) as got:
+            read_audio(data, RATE, name)
+        assert str(got.value) == str(want.value)
+
+
+def test_onnx_backend_never_imports_torch(exported, tmp_path):
+    """Predict, serve and the CLI on an ONNX model in a fresh interpreter without torch."""
+    _, exported_model = exported
+    clip = tmp_path / "clip.flac"
+    sf.write(clip, np.stack([voice(3.0, 44_100)] * 2, axis=1), 44_100)
+    code = textwrap.dedent(
+        f"""
+        import contextlib, io, json, sys
+        from fastapi.testclient import TestClient
+        from knd.cli import main
+        from knd.predict import load_predictor
+        from knd.serve import create_app
+
+        predictor = load_predictor({str(exported_model)!r})
+        (probabilities,) = predictor.predict([predictor.read({str(clip)!r})])
+        with TestClient(create_app({str(exported_model)!r})) as client:
+            assert client.get("/health").json()["backend"] == "onnx"
+            answer = client.post("/predict", files={{"file": open({str(clip)!r}, "rb")}})
+            assert answer.json()["probabilities"] == probabilities, answer.text
+        sys.argv = ["knd", "predict", {str(clip)!r}, "--model", {str(exported_model)!r},
+                    "--format", "json"]
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            try:
+                main()
+            except SystemExit as exit_:
+                assert not exit_.code, exit_.code
+        assert json.loads(out.getvalue())[0]["probabilities"] == probabilities
+        assert "torch" not in sys.modules, sorted(m for m in sys.modules if "torch" in m)
+        """
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, timeout=120)

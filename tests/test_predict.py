@@ -1,0 +1,232 @@
+"""`knd predict` and the shared prediction core: windowing, batching, backends, output formats.
+
+The helpers at the top (a tiny real checkpoint, mirror clips, generated speech-like audio) are
+imported by test_serve, test_onnx and test_web_page too.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from conftest import MIRROR
+
+from knd.classifier import Classifier
+from knd.cli import main
+from knd.config import FeatureConfig, ModelConfig
+from knd.features import fix_length
+from knd.predict import Predictor, centre_pad, load_predictor, window_starts
+from knd.ravdess import EMOTIONS
+
+LABELS = list(EMOTIONS)
+RATE = 16_000
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def make_checkpoint(path: Path, model: ModelConfig | None = None) -> Path:
+    """A real, randomly initialised (seeded) 2 s checkpoint: no training needed."""
+    torch.manual_seed(0)
+    model = model or ModelConfig(name="cnn", channels=[8, 16])
+    mean, std = torch.full((64,), -6.0), torch.full((64,), 3.0)  # log-mel scale of speech
+    Classifier(model, FeatureConfig(duration=2.0), LABELS, mean, std).save(path, history=[])
+    return path
+
+
+def voice(seconds: float, rate: int = RATE, f0: float = 150.0, seed: int = 0) -> np.ndarray:
+    """A speech stand-in: harmonics of a wandering pitch under a syllable-rate envelope."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(round(seconds * rate)) / rate
+    pitch = f0 * (1 + 0.1 * np.sin(2 * np.pi * 0.7 * t))
+    phase = 2 * np.pi * np.cumsum(pitch) / rate
+    wave = sum(np.sin(k * phase) / k for k in range(1, 12))
+    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 3 * t)
+    return (0.2 * envelope * wave + 0.003 * rng.standard_normal(len(t))).astype(np.float32)
+
+
+def mirror_clips(count: int) -> dict[str, bytes]:
+    """`count` real RAVDESS wavs spread over the mirror (name -> bytes), or skip."""
+    if not MIRROR.is_file():
+        pytest.skip(f"RAVDESS mirror not found at {MIRROR} (../shared is absent)")
+    with zipfile.ZipFile(MIRROR) as z:
+        names = sorted(n for n in z.namelist() if n.endswith(".wav"))
+        return {Path(n).name: z.read(n) for n in names[:: len(names) // count][:count]}
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory) -> Path:
+    return make_checkpoint(tmp_path_factory.mktemp("model") / "model.pt")
+
+
+@pytest.fixture(scope="session")
+def predictor(checkpoint):
+    return load_predictor(checkpoint, batch_size=4)
+
+
+def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    """`knd ARGS` in-process through the real entry point: (exit status, stdout, stderr)."""
+    monkeypatch.setattr(sys, "argv", ["knd", *args])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    out, err = capsys.readouterr()
+    return exit_.value.code or 0, out, err
+
+
+# --- windowing -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("length", [1, 1000, 31_999, 32_000])
+def test_a_clip_up_to_the_training_length_is_one_window(length):
+    assert window_starts(length, 32_000) == [0]
+
+
+@pytest.mark.parametrize("length", [32_001, 48_000, 64_000, 100_003, 320_000])
+def test_long_clips_are_covered_end_to_end_with_at_least_half_overlap(length):
+    starts = window_starts(length, 32_000)
+    assert starts[0] == 0 and starts[-1] == length - 32_000
+    gaps = np.diff(starts)
+    assert gaps.max() <= 16_000 and gaps.max() - gaps.min() <= 1  # evenly spaced
+    assert len(window_starts(length + 16_000, 32_000)) == len(starts) + 1  # never more than needed
+
+
+@pytest.mark.parametrize("length", [1, 999, 1000, 31_999])
+def test_short_clips_are_padded_like_training(length):
+    wave = torch.randn(length)
+    np.testing.assert_array_equal(centre_pad(wave.numpy(), 32_000), fix_length(wave, 32_000))
+
+
+class MeanLevel(Predictor):
+    """A stand-in backend whose 'probabilities' record each window's mean, to check the plumbing."""
+
+    backend = "test"
+
+    def __init__(self, batch_size: int):
+        super().__init__(["level", "rest"], RATE, 100, batch_size)
+        self.batches: list[int] = []
+
+    def read(self, source, name=None):
+        raise NotImplementedError
+
+    def _forward(self, windows):
+        self.batches.append(len(windows))
+        level = windows.mean(axis=1)
+        return np.stack([level, 1 - level], axis=1)
+
+
+def test_window_probabilities_are_averaged_and_batched_across_clips():
+    long = np.repeat([0.0, 1.0], 150).astype(np.float32)  # windows at 0, 50, 100, 150, 200
+    short = np.ones(50, np.float32)  # padded: mean 0.5
+    backend = MeanLevel(batch_size=4)
+    first, second = backend.predict([long, short])
+    assert backend.batches == [4, 2]  # 6 windows from two clips, in batches of 4
+    assert first["level"] == pytest.approx(np.mean([0, 0, 0.5, 1, 1]))
+    assert second["level"] == pytest.approx(0.5)
+    assert backend.predict([]) == []
+
+
+# --- the torch backend ------------------------------------------------------------------------
+
+
+def test_torch_backend_is_the_checkpoints_classifier(checkpoint, predictor):
+    model = Classifier.load(checkpoint)
+    waves = torch.from_numpy(np.stack([voice(2.0), voice(2.0, f0=220, seed=1)]))
+    with torch.no_grad():
+        want = torch.softmax(model(waves), dim=-1).numpy()
+    got = predictor.predict(list(waves))
+    assert predictor.labels == LABELS and predictor.backend == "torch"
+    np.testing.assert_allclose([list(p.values()) for p in got], want, atol=1e-6)
+    # a long clip: the mean over its windows, whatever the batch size
+    long = voice(7.3, seed=2)
+    (p4,) = predictor.predict([long])
+    (p64,) = load_predictor(checkpoint, batch_size=64).predict([long])
+    assert p4 == pytest.approx(p64, abs=1e-6) and sum(p4.values()) == pytest.approx(1)
+
+
+def test_unknown_or_missing_model_files_are_named(tmp_path):
+    with pytest.raises(Exception, match=r"model\.pt: model not found"):
+        load_predictor(tmp_path / "model.pt")
+    (tmp_path / "model.h5").write_bytes(b"x")
+    with pytest.raises(Exception, match=r"model\.h5: unknown model type"):
+        load_predictor(tmp_path / "model.h5")
+
+
+# --- the command ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def inputs(tmp_path) -> Path:
+    """A folder of good clips (generated, mono 16 kHz and stereo 44.1 kHz) and one bad file."""
+    folder = tmp_path / "clips"
+    (folder / "nested").mkdir(parents=True)
+    sf.write(folder / "a.wav", voice(1.5), RATE)
+    sf.write(folder / "nested" / "b.flac", np.stack([voice(5.0, 44_100)] * 2, 1), 44_100)
+    (folder / "notes.txt").write_text("not audio, not an audio extension: ignored")
+    return folder
+
+
+def test_predict_json_reports_every_input_and_fails_if_any_did(
+    monkeypatch, capsys, inputs, checkpoint
+):
+    (inputs / "broken.wav").write_bytes(b"RIFF nonsense")
+    status, out, err = run_cli(
+        monkeypatch, capsys, "predict", str(inputs), "--model", str(checkpoint), "--format", "json"
+    )
+    records = {Path(r["path"]).name: r for r in json.loads(out)}
+    assert sorted(records) == ["a.wav", "b.flac", "broken.wav"]
+    assert records["broken.wav"] == {
+        "path": str(inputs / "broken.wav"),
+        "error": "not audio (Format not recognised.)",
+    }
+    for name in ("a.wav", "b.flac"):
+        assert set(records[name]) == {"path", "label", "probabilities"}
+        probabilities = records[name]["probabilities"]
+        assert list(probabilities) == LABELS and sum(probabilities.values()) == pytest.approx(1)
+        assert records[name]["label"] == max(probabilities, key=probabilities.get)
+    assert status == 1 and "error: 1 of 3 inputs could not be read" in err
+
+
+def test_predict_table_and_csv(monkeypatch, capsys, inputs, checkpoint):
+    args = ("predict", str(inputs / "a.wav"), str(inputs / "nested"), "--model", str(checkpoint))
+    status, out, _ = run_cli(monkeypatch, capsys, *args, "--top-k", "2")
+    header, *rows = out.strip().splitlines()
+    assert status == 0 and header.split() == ["path", "label", "top-2", "probabilities"]
+    assert len(rows) == 2 and all(len(row.split()) == 2 + 2 * 2 for row in rows)
+    status, out, _ = run_cli(monkeypatch, capsys, *args, "--format", "csv")
+    table = list(csv.DictReader(io.StringIO(out)))
+    assert status == 0 and [Path(r["path"]).name for r in table] == ["a.wav", "b.flac"]
+    assert all(r["error"] == "" and float(r[r["label"]]) > 0 for r in table)
+
+
+def test_predict_on_real_clips_matches_the_core(
+    monkeypatch, capsys, tmp_path, predictor, checkpoint
+):
+    for name, data in mirror_clips(3).items():
+        (tmp_path / name).write_bytes(data)
+    status, out, _ = run_cli(
+        monkeypatch,
+        capsys,
+        "predict",
+        str(tmp_path),
+        "--model",
+        str(checkpoint),
+        "--format",
+        "json",
+    )
+    records = json.loads(out)
+    want = predictor.predict([predictor.read(r["path"]) for r in records])
+    assert status == 0 and len(records) == 3
+    for record, probabilities in zip(records, want, strict=True):
+        assert record["probabilities"] == pytest.approx(probabilities, abs=1e-6)
+
+
+def test_cli_start_up_does_not_import_torch():
+    code = "import sys, knd.cli; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)

@@ -1,0 +1,157 @@
+"""The HTTP service through FastAPI's TestClient: every answer, good or bad, is deliberate."""
+
+from __future__ import annotations
+
+import io
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import soundfile as sf
+from fastapi.testclient import TestClient
+from test_predict import LABELS, RATE, make_checkpoint, mirror_clips, voice
+
+from knd.serve import MB, create_app
+
+LIMIT = 1 * MB
+
+
+def encode(wave: np.ndarray, rate: int = RATE, fmt: str = "WAV") -> bytes:
+    out = io.BytesIO()
+    sf.write(out, wave, rate, format=fmt)
+    return out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return make_checkpoint(tmp_path_factory.mktemp("model") / "model.pt")
+
+
+@pytest.fixture(scope="module")
+def client(checkpoint):
+    with TestClient(create_app(checkpoint, max_upload_bytes=LIMIT)) as client:
+        yield client
+
+
+def post(client, data: bytes, name: str = "clip.wav"):
+    return client.post("/predict", files={"file": (name, data, "application/octet-stream")})
+
+
+def test_health_names_the_model_labels_and_backend(client):
+    response = client.get("/health")
+    assert response.status_code == 200
+    assert response.json() == {
+        "status": "ok",
+        "model": "model.pt",
+        "labels": LABELS,
+        "backend": "torch",
+    }
+
+
+def test_predict_a_wav(client):
+    response = post(client, encode(voice(3.0)), "hello.wav")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["path"] == "hello.wav" and list(body["probabilities"]) == LABELS
+    assert body["label"] == max(body["probabilities"], key=body["probabilities"].get)
+    assert sum(body["probabilities"].values()) == pytest.approx(1)
+
+
+def test_predict_a_real_clip_like_the_predictor(client, checkpoint):
+    from knd.predict import load_predictor
+
+    (name, data), *_ = mirror_clips(1).items()
+    response = post(client, data, name)
+    predictor = load_predictor(checkpoint)
+    wave = predictor.read(data, name)
+    assert response.status_code == 200
+    assert response.json()["probabilities"] == pytest.approx(predictor.predict([wave])[0], abs=1e-6)
+    assert response.json()["path"] == name
+
+
+def test_predict_a_stereo_44k_flac(client):
+    stereo = np.stack([voice(2.5, 44_100), voice(2.5, 44_100, f0=200)], axis=1)
+    response = post(client, encode(stereo, 44_100, "FLAC"), "stereo.flac")
+    assert response.status_code == 200 and response.json()["path"] == "stereo.flac"
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"certainly not audio", "garbage.wav: not audio"),
+        (b"", "garbage.wav: empty file"),
+        (encode(np.zeros(RATE, np.float32)), "garbage.wav: silent"),
+        (encode(voice(2.0))[:3000], "garbage.wav: truncated"),
+    ],
+    ids=["garbage", "empty", "silent", "truncated"],
+)
+def test_unusable_audio_is_422_with_the_reason(client, data, message):
+    response = post(client, data, "garbage.wav")
+    assert response.status_code == 422 and response.json()["detail"].startswith(message)
+
+
+def test_no_file_is_422(client):
+    for response in (
+        client.post("/predict"),
+        client.post("/predict", files={"other": ("x.wav", b"abc")}),
+        client.post("/predict", content=encode(voice(1.0)), headers={"content-type": "audio/wav"}),
+    ):
+        assert response.status_code == 422
+        assert response.json()["detail"][0]["loc"] == ["body", "file"]
+
+
+def test_too_large_is_413_from_content_length(client):
+    response = post(client, b"\0" * (LIMIT + 1))
+    assert response.status_code == 413 and response.json() == {
+        "detail": "upload larger than the 1 MB limit"
+    }
+
+
+def test_too_large_is_413_while_reading_a_body_of_unknown_length(client):
+    """Chunked upload, no Content-Length: the body is counted as it arrives."""
+    boundary = "knd-boundary"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.wav"\r\n'
+        "Content-Type: audio/wav\r\n\r\n"
+    ).encode()
+
+    def chunks():
+        yield head
+        for _ in range(2 * LIMIT // 65536):
+            yield b"\0" * 65536
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    response = client.post(
+        "/predict",
+        content=chunks(),
+        headers={"content-type": f"multipart/form-data; boundary={boundary}"},
+    )
+    assert response.status_code == 413 and "1 MB limit" in response.json()["detail"]
+
+
+def test_a_small_enough_body_is_not_refused(client):
+    data = encode(voice(10.0))  # 320 kB
+    assert len(data) < LIMIT and post(client, data).status_code == 200
+
+
+def test_concurrent_requests_get_their_own_answers(client):
+    uploads = [
+        (f"clip{i}.wav", encode(voice(1.0 + i / 2, f0=120 + 20 * i, seed=i))) for i in range(8)
+    ]
+    alone = [post(client, data, name).json() for name, data in uploads]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        together = list(pool.map(lambda u: post(client, u[1], u[0]), uploads))
+    assert all(r.status_code == 200 for r in together)
+    for a, b in zip(alone, together, strict=True):
+        assert b.json()["path"] == a["path"]
+        assert b.json()["probabilities"] == pytest.approx(a["probabilities"], abs=1e-6)
+
+
+def test_page_docs_and_openapi(client):
+    page = client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert 'id="file"' in page.text and "MediaRecorder" in page.text
+    assert "<script src" not in page.text and "<link" not in page.text  # self-contained
+    schema = client.get("/openapi.json").json()
+    assert set(schema["paths"]) == {"/health", "/predict"}
+    assert client.get("/docs").status_code == 200
