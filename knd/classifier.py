@@ -62,16 +62,57 @@ class Classifier(nn.Module):
 
     @classmethod
     def load(cls, path: str | Path, map_location: str | torch.device = "cpu") -> Classifier:
+        """The checkpoint's model in eval mode, or `KndError` naming the file and what is wrong.
+
+        A checkpoint saved by an older knd whose architecture has since changed is reported as
+        stale, with its first mismatching weight, instead of torch's wall of size mismatches.
+        """
         state = read_checkpoint(path, map_location)
-        model = cls(
-            from_dict(ModelConfig, state["model_config"]),
-            from_dict(FeatureConfig, state["feature_config"]),
-            state["labels"],
-            state["state_dict"]["mean"],
-            state["state_dict"]["std"],
-        )
-        model.load_state_dict(state["state_dict"])
+        model_cfg = state.get("model_config")
+        name = model_cfg.get("name", "model") if isinstance(model_cfg, dict) else "model"
+        try:
+            weights = state["state_dict"]
+            model = cls(
+                from_dict(ModelConfig, model_cfg),
+                from_dict(FeatureConfig, state["feature_config"]),
+                state["labels"],
+                weights["mean"],
+                weights["std"],
+            )
+        except KeyError as err:
+            raise _stale(path, name, f"no {err.args[0]!r} in the checkpoint") from None
+        except KndError as err:  # a config key or value this version no longer accepts
+            raise _stale(path, name, str(err)) from None
+        if mismatch := _first_mismatch(model.state_dict(), weights):
+            raise _stale(path, name, mismatch)
+        model.load_state_dict(weights)
         return model.eval()
+
+
+def _first_mismatch(expected: dict[str, torch.Tensor], found: dict[str, Any]) -> str | None:
+    """The first weight the code and the checkpoint disagree on, in the code's order."""
+    for key, tensor in expected.items():
+        if key not in found:
+            return f"{key} missing from the checkpoint"
+        shape = getattr(found[key], "shape", None)
+        if shape != tensor.shape:
+            got, want = _shape(shape), _shape(tensor.shape)
+            return f"{key} has shape {got} in the checkpoint, {want} in the code"
+    for key in found:
+        if key not in expected:
+            return f"{key} in the checkpoint is not in the code"
+    return None
+
+
+def _shape(shape: Any) -> str:
+    return str(list(shape)) if shape is not None else "no tensor"
+
+
+def _stale(path: str | Path, name: str, detail: str) -> KndError:
+    return KndError(
+        f"{path}: checkpoint does not match this version of knd's {name} ({detail}); "
+        "retrain with `knd train`"
+    )
 
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:

@@ -6,9 +6,10 @@ longer clip is cut into the fewest windows of that duration, evenly spaced from 
 last sample, that overlap by at least 50%; the clip's probabilities are the mean of its windows'.
 Windows from many clips are batched together, so short clips share one forward pass.
 
-A backend (`TorchPredictor` here, `knd.onnx_runtime.OnnxPredictor`) only decodes audio and maps
-a batch of fixed-length windows to probabilities; the windowing above is written once, in numpy.
-This module imports neither torch nor onnxruntime, so the ONNX path never loads torch.
+A backend (`TorchPredictor` here, `knd.onnx_runtime.OnnxPredictor`) only maps a batch of
+fixed-length windows to probabilities; decoding (`knd.audio.read_audio`) and the windowing above
+are written once, in numpy. This module imports neither torch nor onnxruntime, so the ONNX path
+never loads torch.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from knd.audio import read_audio
 from knd.errors import KndError
 from knd.ravdess import AUDIO_EXTENSIONS
 
@@ -45,7 +47,7 @@ def window_starts(length: int, size: int) -> list[int]:
 
 
 class Predictor(ABC):
-    """Waveforms of any length -> class probabilities; a backend supplies `read` and `_forward`."""
+    """Waveforms of any length -> class probabilities; a backend supplies `_forward`."""
 
     backend: str
 
@@ -55,9 +57,9 @@ class Predictor(ABC):
         self.labels, self.sample_rate = list(labels), sample_rate
         self.num_samples, self.batch_size = num_samples, batch_size
 
-    @abstractmethod
     def read(self, source: str | Path | bytes | BinaryIO, name: str | None = None) -> np.ndarray:
         """Decode a file or bytes to mono float32 at `sample_rate`; raise `KndError` if unusable."""
+        return read_audio(source, self.sample_rate, name)
 
     @abstractmethod
     def _forward(self, windows: np.ndarray) -> np.ndarray:
@@ -93,11 +95,6 @@ class TorchPredictor(Predictor):
         self.model = Classifier.load(path)
         cfg = self.model.feature_cfg
         super().__init__(self.model.labels, cfg.sample_rate, cfg.num_samples, batch_size)
-
-    def read(self, source: str | Path | bytes | BinaryIO, name: str | None = None) -> np.ndarray:
-        from knd.audio import load_audio
-
-        return load_audio(source, self.sample_rate, name).numpy()
 
     def _forward(self, windows: np.ndarray) -> np.ndarray:
         import torch

@@ -1,14 +1,19 @@
 import io
 import pickle
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
 
-from knd.audio import AudioError, _resampler, load_audio
+from knd.audio import AudioError, _sinc_kernel, load_audio, read_audio, resample
 
 RATE = 16_000
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def tone(seconds: float, rate: int, freq: float = 440.0, amp: float = 0.5) -> np.ndarray:
@@ -60,8 +65,91 @@ def test_resamples_to_target_rate(tmp_path, rate, seconds):
     assert peak_hz(wave, RATE) == pytest.approx(440, abs=2)
 
 
-def test_resampler_is_built_once_per_rate_pair():
-    assert _resampler(48_000, RATE) is _resampler(48_000, RATE)
+def test_resampling_kernel_is_built_once_per_rate_pair():
+    assert _sinc_kernel(48_000, RATE) is _sinc_kernel(48_000, RATE)
+
+
+def broadband(seconds: float, rate: int) -> np.ndarray:
+    """Noise plus tones up to near Nyquist: every part of the filter's response matters."""
+    rng = np.random.default_rng(rate)
+    t = np.arange(round(seconds * rate)) / rate
+    tones = sum(np.sin(2 * np.pi * f * t) for f in (150, 3_000, 7_900, 0.45 * rate))
+    return (0.1 * tones + 0.05 * rng.standard_normal(len(t))).astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    ("orig", "new", "seconds"),
+    [
+        *[(rate, RATE, 1.3) for rate in (8_000, 11_025, 22_050, 24_000, 32_000, 44_100)],
+        *[(rate, RATE, 1.3) for rate in (48_000, 88_200, 96_000, 192_000)],
+        (44_100, RATE, 4.0),  # many phases, long enough for per-phase sums (the other path)
+        (48_000, RATE, 0.002),  # shorter than the filter
+        (44_100, RATE, 1 / 44_100),  # one sample
+        (RATE, 22_050, 1.0),  # upsampling by an odd ratio
+        (32 * 997, RATE, 0.5),  # the largest ratio allowed (997/500)
+    ],
+)
+def test_numpy_resampling_is_torchaudios(orig, new, seconds):
+    import torchaudio
+
+    wave = broadband(seconds, orig)
+    want = torchaudio.transforms.Resample(orig, new)(torch.from_numpy(wave)).numpy()
+    got = resample(wave, orig, new)
+    assert got.dtype == np.float32 and got.shape == want.shape
+    np.testing.assert_allclose(got, want, atol=1e-6, rtol=0)
+
+
+def test_resampling_to_the_same_rate_is_a_no_op():
+    wave = broadband(0.5, RATE)
+    assert resample(wave, RATE, RATE) is wave
+
+
+def test_read_audio_is_numpy_and_load_audio_its_tensor(tmp_path):
+    path = write(tmp_path / "clip.wav", tone(0.5, 44_100), 44_100, subtype="FLOAT")
+    wave = read_audio(path, RATE)
+    assert isinstance(wave, np.ndarray) and wave.dtype == np.float32 and wave.shape == (8000,)
+    tensor = load_audio(path, RATE)
+    assert tensor.dtype == torch.float32 and tensor.is_contiguous()
+    np.testing.assert_array_equal(tensor.numpy(), wave)
+
+
+def test_reading_audio_does_not_import_torch(tmp_path):
+    path = write(tmp_path / "clip.flac", tone(0.5, 48_000), 48_000)
+    code = (
+        "import sys; from knd.audio import read_audio; "
+        f"assert read_audio({str(path)!r}, {RATE}).shape == (8000,); "
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, timeout=60)
+
+
+COMMON_RATES = [8_000, 11_025, 12_000, 16_000, 22_050, 24_000, 32_000, 44_100, 48_000, 88_200]
+COMMON_RATES += [96_000, 176_400, 192_000, 352_800, 384_000]
+
+
+@pytest.mark.parametrize("rate", [*COMMON_RATES, 32 * 997])  # 31904 Hz: ratio 997/500, allowed
+def test_every_common_rate_is_read(rate):
+    wave = read_audio(wav_bytes(tone(0.05, rate), rate=rate), RATE)
+    assert wave.shape == (round(0.05 * RATE),)
+
+
+@pytest.mark.parametrize(
+    "rate",
+    [16_001, 44_101, 47_999, 32 * 1_009, 999, 1, 384_001, 2**31 - 1],
+    ids=["16001", "44101", "47999", "ratio-1009", "999", "1", "384001", "int32-max"],
+)
+def test_odd_sample_rates_are_refused_before_decoding(rate):
+    """A tiny upload claiming 16001 Hz would need a 16000 x 16015 kernel (GBs, ~35 s)."""
+    data = wav_bytes(np.full(64, 0.5, np.float32), rate=rate)
+    built = _sinc_kernel.cache_info().misses
+    start = time.perf_counter()
+    for source, name in [(data, "odd.wav"), (io.BytesIO(data), "odd.wav")]:
+        with pytest.raises(AudioError) as err:
+            read_audio(source, RATE, name)
+        assert str(err.value) == f"odd.wav: unsupported sample rate ({rate} Hz)"
+        assert err.value.reason == "unsupported sample rate"
+    assert _sinc_kernel.cache_info().misses == built  # no kernel was built
+    assert time.perf_counter() - start < 5
 
 
 @pytest.mark.parametrize("channels", [2, 6])
@@ -97,9 +185,9 @@ def test_content_decides_not_the_extension(tmp_path):
     assert load_audio(path, RATE).shape == (4000,)
 
 
-def wav_bytes(data, subtype="PCM_16") -> bytes:
+def wav_bytes(data, subtype="PCM_16", rate=RATE) -> bytes:
     buf = io.BytesIO()
-    sf.write(buf, data, RATE, format="WAV", subtype=subtype)
+    sf.write(buf, data, rate, format="WAV", subtype=subtype)
     return buf.getvalue()
 
 

@@ -15,12 +15,10 @@ import soundfile as sf
 import torch
 from test_predict import LABELS, RATE, ROOT, make_checkpoint, mirror_clips, run_cli, voice
 
-from knd.audio import load_audio
 from knd.config import FeatureConfig, ModelConfig
 from knd.errors import KndError
 from knd.features import FrontEnd
 from knd.onnx_export import DftFrontEnd, export_onnx
-from knd.onnx_runtime import read_audio, resample
 from knd.predict import load_predictor
 
 MODELS = {
@@ -108,16 +106,7 @@ def test_a_foreign_onnx_file_is_refused_with_a_reason(tmp_path):
         load_predictor(tmp_path / "bare.onnx")
 
 
-# --- the torch-free audio reader --------------------------------------------------------------
-
-
-@pytest.mark.parametrize("rate", [8_000, 11_025, 22_050, 44_100, 48_000, 96_000])
-def test_numpy_resampling_is_torchaudios(rate):
-    wave = voice(1.3, rate)
-    want = load_audio(_wav(wave, rate), RATE).numpy()
-    got = resample(wave, rate, RATE)
-    assert got.shape == want.shape
-    np.testing.assert_allclose(got, want, atol=1e-6)
+# --- audio: one reader for both backends --------------------------------------------------------
 
 
 def _wav(wave: np.ndarray, rate: int, subtype: str = "FLOAT") -> bytes:
@@ -126,30 +115,30 @@ def _wav(wave: np.ndarray, rate: int, subtype: str = "FLOAT") -> bytes:
     return out.getvalue()
 
 
-def test_torch_free_reader_matches_load_audio(tmp_path):
+def test_both_backends_read_audio_alike(exported, tmp_path):
+    """Same samples and the same messages: both are `knd.audio.read_audio`."""
+    checkpoint, exported_model = exported
+    torch_backend, onnx_backend = load_predictor(checkpoint), load_predictor(exported_model)
     stereo = np.stack([voice(1.0, 44_100), voice(1.0, 44_100, f0=210)], axis=1)
-    good = {
-        "mono.wav": _wav(voice(1.0), RATE, "PCM_16"),
-        "stereo44k.wav": _wav(stereo, 44_100),
-        **mirror_clips(2),
-    }
+    good = {"mono.wav": _wav(voice(1.0), RATE, "PCM_16"), "stereo44k.wav": _wav(stereo, 44_100)}
     for name, data in good.items():
-        np.testing.assert_allclose(
-            read_audio(data, RATE, name), load_audio(data, RATE, name), atol=1e-6
-        )
+        wave = onnx_backend.read(data, name)
+        assert wave.dtype == np.float32 and wave.shape == (RATE,)
+        np.testing.assert_array_equal(wave, torch_backend.read(data, name))
     bad = {
         "garbage.wav": b"definitely not audio",
         "empty.wav": b"",
         "silent.wav": _wav(np.zeros(1000, np.float32), RATE),
         "truncated.wav": _wav(voice(1.0), RATE, "PCM_16")[:5000],
         "nan.wav": _wav(np.full(100, np.nan, np.float32), RATE),
+        "odd-rate.wav": _wav(voice(0.1, 16_001), 16_001),
     }
     for name, data in [*bad.items(), ("missing.wav", tmp_path / "missing.wav")]:
         with pytest.raises(KndError) as want:
-            load_audio(data, RATE, name)
+            torch_backend.read(data, name)
         with pytest.raises(KndError) as got:
-            read_audio(data, RATE, name)
-        assert str(got.value) == str(want.value)
+            onnx_backend.read(data, name)
+        assert str(got.value) == str(want.value) and str(got.value).startswith(f"{name}: ")
 
 
 def test_onnx_backend_never_imports_torch(exported, tmp_path):

@@ -112,9 +112,6 @@ class MeanLevel(Predictor):
         super().__init__(["level", "rest"], RATE, 100, batch_size)
         self.batches: list[int] = []
 
-    def read(self, source, name=None):
-        raise NotImplementedError
-
     def _forward(self, windows):
         self.batches.append(len(windows))
         level = windows.mean(axis=1)

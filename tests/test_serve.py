@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -90,6 +91,13 @@ def test_unusable_audio_is_422_with_the_reason(client, data, message):
     assert response.status_code == 422 and response.json()["detail"].startswith(message)
 
 
+def test_an_odd_sample_rate_is_422_at_once(client):
+    """A few bytes claiming 16001 Hz would otherwise cost ~35 s of CPU and GBs to resample."""
+    response = post(client, encode(voice(0.01, 16_001), 16_001), "odd.wav")
+    assert response.status_code == 422
+    assert response.json()["detail"] == "odd.wav: unsupported sample rate (16001 Hz)"
+
+
 def test_no_file_is_422(client):
     for response in (
         client.post("/predict"),
@@ -147,11 +155,36 @@ def test_concurrent_requests_get_their_own_answers(client):
         assert b.json()["probabilities"] == pytest.approx(a["probabilities"], abs=1e-6)
 
 
-def test_page_docs_and_openapi(client):
+def test_page_and_openapi(client):
     page = client.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert 'id="file"' in page.text and "MediaRecorder" in page.text
     assert "<script src" not in page.text and "<link" not in page.text  # self-contained
     schema = client.get("/openapi.json").json()
     assert set(schema["paths"]) == {"/health", "/predict"}
-    assert client.get("/docs").status_code == 200
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_api_docs_load_nothing_from_the_internet(client, page):
+    """Swagger UI and ReDoc come from this server, so they work offline."""
+    response = client.get(page)
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
+    assets = re.findall(r"""(?:src|href)\s*=\s*["']([^"']+)""", response.text)
+    assert assets and not [url for url in assets if re.match(r"(?:https?:)?//", url)], assets
+    assert "https://" not in response.text and "http://" not in response.text
+    assert "/openapi.json" in response.text and any(url.endswith(".js") for url in assets)
+    for url in assets:
+        asset = client.get(url)
+        assert asset.status_code == 200 and asset.content, url
+        if url.endswith(".js"):  # the page's one script: Swagger UI's or ReDoc's bundle
+            assert "javascript" in asset.headers["content-type"] and len(asset.content) > 100_000
+
+
+def test_without_fastapi_offline_the_docs_fall_back_to_fastapis(checkpoint, monkeypatch):
+    import knd.serve
+
+    monkeypatch.setattr(knd.serve, "_docs_assets", lambda: None)
+    with TestClient(create_app(checkpoint)) as client:
+        page = client.get("/docs")
+        assert page.status_code == 200 and "swagger-ui-bundle.js" in page.text
+        assert client.get("/docs-assets/swagger-ui-bundle.js").status_code == 404
