@@ -55,9 +55,15 @@ class AudioError(KndError):
 
 
 def read_audio(
-    source: str | Path | bytes | BinaryIO, sample_rate: int, name: str | None = None
+    source: str | Path | bytes | BinaryIO,
+    sample_rate: int,
+    name: str | None = None,
+    max_seconds: float | None = None,
 ) -> np.ndarray:
-    """Decode `source` to a 1-D float32 mono array at `sample_rate`, or raise `AudioError`."""
+    """Decode `source` to a 1-D float32 mono array at `sample_rate`, or raise `AudioError`.
+
+    `max_seconds` refuses long audio before decoding it: a few KB of FLAC can claim hours.
+    """
     label, data = _open(source, name)
     try:
         f = sf.SoundFile(data)
@@ -65,6 +71,9 @@ def read_audio(
         raise AudioError(label, "not audio", _message(e)) from e
     with f:
         _check_rate(label, f.samplerate, sample_rate)  # before decoding anything
+        if max_seconds is not None and f.frames > max_seconds * f.samplerate:
+            seconds = f"{f.frames / f.samplerate:.0f} s, limit {max_seconds:g} s"
+            raise AudioError(label, "too long", seconds)
         try:
             samples = f.read(dtype="float32", always_2d=True)
         except Exception as e:  # the header was fine, so the data behind it is cut off or corrupt

@@ -57,9 +57,14 @@ class Predictor(ABC):
         self.labels, self.sample_rate = list(labels), sample_rate
         self.num_samples, self.batch_size = num_samples, batch_size
 
-    def read(self, source: str | Path | bytes | BinaryIO, name: str | None = None) -> np.ndarray:
+    def read(
+        self,
+        source: str | Path | bytes | BinaryIO,
+        name: str | None = None,
+        max_seconds: float | None = None,
+    ) -> np.ndarray:
         """Decode a file or bytes to mono float32 at `sample_rate`; raise `KndError` if unusable."""
-        return read_audio(source, self.sample_rate, name)
+        return read_audio(source, self.sample_rate, name, max_seconds)
 
     @abstractmethod
     def _forward(self, windows: np.ndarray) -> np.ndarray:

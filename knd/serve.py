@@ -30,6 +30,7 @@ from knd.errors import KndError
 from knd.predict import load_predictor, result
 
 MB = 1_000_000
+MAX_UPLOAD_SECONDS = 600  # decoded audio, not bytes: compressed uploads can claim hours
 DOCS_ASSETS = "/docs-assets"  # where Swagger UI's and ReDoc's own files are served
 
 
@@ -113,7 +114,7 @@ def create_app(model_path: str | Path, max_upload_bytes: int = 20 * MB) -> FastA
         """Emotion probabilities of one clip (long clips: mean over 50%-overlapping windows)."""
         name = file.filename or "upload"
         try:
-            wave = predictor.read(file.file.read(), name)
+            wave = predictor.read(file.file.read(), name, MAX_UPLOAD_SECONDS)
         except KndError as err:
             raise HTTPException(422, str(err)) from None
         with lock:

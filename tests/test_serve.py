@@ -98,6 +98,16 @@ def test_an_odd_sample_rate_is_422_at_once(client):
     assert response.json()["detail"] == "odd.wav: unsupported sample rate (16001 Hz)"
 
 
+def test_hours_of_compressed_audio_are_422_before_decoding(client):
+    """Constant FLAC compresses ~7000x: a small upload could otherwise decode to gigabytes."""
+    buffer = io.BytesIO()
+    sf.write(buffer, np.full(RATE * 700, 0.25, np.float32), RATE, format="FLAC")
+    assert len(buffer.getvalue()) < 2_000_000
+    response = post(client, buffer.getvalue(), "long.flac")
+    assert response.status_code == 422
+    assert response.json()["detail"] == "long.flac: too long (700 s, limit 600 s)"
+
+
 def test_no_file_is_422(client):
     for response in (
         client.post("/predict"),
