@@ -15,7 +15,7 @@ MODEL ?= models/model.pt
 
 .DEFAULT_GOAL := help
 .PHONY: help install pipeline pipeline-mirror test lint format docs serve report bench \
-	docker-train docker-predict remote
+	docker-train docker-predict remote docs-gen docker-smoke
 
 help: ## Show this list
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -46,6 +46,7 @@ lint: $(STAMP) ## ruff, hadolint and actionlint
 	ruff format --check .
 	hadolint dockerfiles/*.dockerfile
 	actionlint
+	shellcheck scripts/*.sh .ci/run
 
 format: $(STAMP) ## Fix what ruff can fix and format the code
 	ruff check --fix .
@@ -53,6 +54,11 @@ format: $(STAMP) ## Fix what ruff can fix and format the code
 
 docs: $(STAMP) ## Build the documentation site into site/ (strict, offline)
 	mkdocs build --strict
+
+docs-gen: $(STAMP) ## Regenerate the generated doc pages (config, CLI, pipeline figure)
+	python docs/gen_config_reference.py
+	python docs/gen_cli_reference.py
+	python docs/gen_pipeline_figure.py
 
 serve: $(STAMP) ## Serve the trained model on http://127.0.0.1:8000 (MODEL=models/model.onnx for ONNX)
 	knd serve --model $(MODEL)
@@ -72,6 +78,12 @@ docker-train: ## Build the GPU training image (BASE_IMAGE=... to override the ba
 	docker build -f dockerfiles/train_model.dockerfile -t $(IMAGE)-train \
 		$(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE)) .
 
-docker-predict: ## Build the slim ONNX inference image
+models/model.onnx: models/model.pt | $(STAMP)
+	knd export
+
+docker-smoke: ## Build both images on a local Docker engine, run the inference one, call its API
+	bash scripts/docker_smoke.sh
+
+docker-predict: models/model.onnx ## Build the slim ONNX inference image (model baked in)
 	docker build -f dockerfiles/predict_model.dockerfile -t $(IMAGE)-predict \
 		$(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE)) .

@@ -1,0 +1,51 @@
+# knd inference image: `knd serve` on an ONNX export, without torch.
+#
+#   knd export                      # models/model.pt -> models/model.onnx
+#   docker build -f dockerfiles/predict_model.dockerfile -t knd-predict .
+#   docker run --rm -p 8000:8000 knd-predict
+#   curl -F file=@clip.wav http://127.0.0.1:8000/predict
+#
+# The model is baked in from the build context (--build-arg MODEL=path/to/other.onnx picks
+# another file); mounting a folder on /models replaces it: -v "$PWD/models:/models:ro".
+ARG BASE_IMAGE=python:3.11-slim
+FROM ${BASE_IMAGE}
+
+ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH
+
+RUN python3 -m venv /opt/venv \
+    && groupadd --gid 10001 knd \
+    && useradd --uid 10001 --gid 10001 --create-home --shell /usr/sbin/nologin knd
+
+# Only what serving an ONNX model imports (knd/serve.py, knd/predict.py, knd/onnx_runtime.py,
+# knd/audio.py, knd/config.py); the lower bounds are pyproject.toml's.
+RUN python -m pip install \
+        "fastapi>=0.110" \
+        "fastapi-offline>=1.7" \
+        "uvicorn>=0.29" \
+        "python-multipart>=0.0.9" \
+        "onnxruntime>=1.18" \
+        "numpy>=1.26" \
+        "soundfile>=0.12" \
+        "typer>=0.12" \
+        "pyyaml>=6"
+
+# knd itself, without its training dependencies (torch, dvc, ...).
+COPY README.md pyproject.toml /tmp/knd/
+COPY knd/ /tmp/knd/knd/
+RUN python -m pip install --no-deps /tmp/knd \
+    && rm -rf /tmp/knd
+
+ARG MODEL=models/model.onnx
+COPY ${MODEL} /models/model.onnx
+
+USER 10001:10001
+WORKDIR /home/knd
+EXPOSE 8000
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=4)"]
+CMD ["knd", "serve", "--model", "/models/model.onnx", "--host", "0.0.0.0", "--port", "8000"]
