@@ -44,6 +44,8 @@ MEANING = {
     "features.n_mfcc": "MFCC coefficients (`mfcc` only); at most `n_mels`.",
     "features.f_min": "Lowest mel filter frequency (Hz).",
     "features.f_max": "Highest mel filter frequency (Hz); at most `sample_rate / 2`.",
+    "features.log_floor": "Power floor before the logarithm: digital silence (exact zeros) is "
+    "lifted to it instead of falling to extreme values.",
     "split.strategy": "`actor`: whole actors held out for test and validation, half of each "
     "gender. `kfold`: `k` actor folds, fold `fold` is the test set. `random`: clip-level split, "
     "LEAKY (the same actors in train and test), only to compare with other projects.",

@@ -54,11 +54,13 @@ class FeatureConfig:
     n_mfcc: int = 40
     f_min: float = 0.0
     f_max: float = 8000.0
+    log_floor: float = 1e-10
 
     def __post_init__(self):
         for key in ("sample_rate", "n_fft", "win_length", "hop_length", "n_mels", "n_mfcc"):
             _check(getattr(self, key) > 0, f"features.{key}", "> 0")
         _check(self.duration > 0, "features.duration", "> 0")
+        _check(self.log_floor > 0, "features.log_floor", "> 0")
         _check(self.win_length <= self.n_fft, "features.win_length", "<= features.n_fft")
         _check(self.f_max <= self.sample_rate / 2, "features.f_max", "<= sample_rate / 2")
         _check(self.n_mfcc <= self.n_mels, "features.n_mfcc", "<= features.n_mels")

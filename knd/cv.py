@@ -46,7 +46,7 @@ def cross_validate(
     test_actors = kfold_test_actors(actors, cfg.split.k, cfg.split.seed)
     results = []
     for fold in folds if folds is not None else range(cfg.split.k):
-        print(f"== fold {fold + 1}/{cfg.split.k}: test actors {test_actors[fold]}")
+        print(f"== fold {fold} of {cfg.split.k}: test actors {test_actors[fold]}")
         start = time.perf_counter()
         fold_dir = out_dir / f"fold{fold}"
         fdata = fold_data(data, cfg, fold)

@@ -12,8 +12,6 @@ from torch import nn
 
 from knd.config import FeatureConfig
 
-LOG_FLOOR = 1e-10
-
 
 def fix_length(wave: torch.Tensor, num_samples: int) -> torch.Tensor:
     """Centre-crop or symmetrically zero-pad the last axis to `num_samples`.
@@ -65,8 +63,8 @@ class FrontEnd(nn.Module):
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         power = self.power_spectrogram(wave.float())
         if self.cfg.kind == "spectrogram":
-            return torch.log(power.clamp_min(LOG_FLOOR))
-        logmel = torch.log((power.transpose(1, 2) @ self.mel).clamp_min(LOG_FLOOR))
+            return torch.log(power.clamp_min(self.cfg.log_floor))
+        logmel = torch.log((power.transpose(1, 2) @ self.mel).clamp_min(self.cfg.log_floor))
         if self.cfg.kind == "mfcc":
             return (logmel @ self.dct).transpose(1, 2)
         return logmel.transpose(1, 2)
