@@ -54,7 +54,7 @@ class FeatureConfig:
     n_mfcc: int = 40
     f_min: float = 0.0
     f_max: float = 8000.0
-    log_floor: float = 1e-10
+    log_floor: float = 1e-7
 
     def __post_init__(self):
         for key in ("sample_rate", "n_fft", "win_length", "hop_length", "n_mels", "n_mfcc"):
