@@ -12,13 +12,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import time
+from pathlib import Path
 
 import pandas as pd
 import torch
-from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
 
-from knd.config import Config, from_dict, to_dict
+from knd.config import Config, compose, from_dict, to_dict
 from knd.features import FrontEnd, band_stats, extract
 from knd.make_dataset import Processed
 from knd.models import MODELS, count_parameters
@@ -28,12 +27,8 @@ CLIPS_PER_EPOCH = 840
 
 
 def config(model: str) -> Config:
-    from pathlib import Path
-
     conf = Path(__file__).resolve().parents[1] / "conf"
-    with initialize_config_dir(str(conf), version_base=None):
-        raw = OmegaConf.to_container(compose("config", overrides=[f"model={model}"]))
-    return from_dict(Config, raw)
+    return from_dict(Config, compose(conf, f"model={model}"))
 
 
 def synthetic(cfg: Config, clips: int) -> Processed:

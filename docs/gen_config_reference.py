@@ -144,11 +144,9 @@ def show(value: Any) -> str:
 
 def composed_defaults() -> dict:
     """conf/ composed as DVC composes it for `dvc repro` (no overrides)."""
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
+    from knd.config import compose
 
-    with initialize_config_dir(config_dir=str(CONF), version_base=None):
-        return OmegaConf.to_container(compose(config_name="config"))
+    return compose(CONF)
 
 
 def defaults_list() -> dict[str, str]:

@@ -271,5 +271,15 @@ def load_config(path: str | Path = "params.yaml") -> Config:
         raise ConfigError(f"{path}: {err}") from None
 
 
+def compose(conf_dir: str | Path, *overrides: str) -> dict[str, Any]:
+    """`conf_dir` composed by Hydra exactly as DVC writes it to params.yaml (for tests, tools)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from omegaconf import OmegaConf
+
+    with initialize_config_dir(str(Path(conf_dir).resolve()), version_base=None):
+        return OmegaConf.to_container(hydra_compose("config", list(overrides)), resolve=True)
+
+
 def to_dict(obj: Any) -> dict[str, Any]:
     return dataclasses.asdict(obj)

@@ -36,9 +36,16 @@ def predict_logits(
     )
 
 
-def evaluate_split(model: Classifier, data: Processed, split: str) -> dict:
+def predict_split(
+    model: Classifier, data: Processed, split: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row indices of `split` and the predicted class of each."""
     index = data.indices(split)
-    preds = predict_logits(model, data, index).argmax(dim=1)
+    return index, predict_logits(model, data, index).argmax(dim=1)
+
+
+def evaluate_split(model: Classifier, data: Processed, split: str) -> dict:
+    index, preds = predict_split(model, data, split)
     return classification_metrics(preds, data.target[index], data.labels)
 
 
@@ -51,8 +58,7 @@ def evaluate(
     """Write the test metrics; with `cfg`, also log them to W&B as the `evaluate` run."""
     data = load_processed(data_dir)
     model = Classifier.load(model_path)
-    index = data.indices("test")
-    preds = predict_logits(model, data, index).argmax(dim=1)
+    index, preds = predict_split(model, data, "test")
     metrics = classification_metrics(preds, data.target[index], data.labels)
     test_meta = data.meta.iloc[index.numpy()]
     summary = {

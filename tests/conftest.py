@@ -12,10 +12,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
 
-from knd.config import Config, from_dict
+from knd.config import Config, compose, from_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 MIRROR = ROOT.parent / "shared" / "data" / "ravdess" / "Audio_Speech_Actors_16k_dev.zip"
@@ -39,8 +37,7 @@ os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
 def compose_dict(*overrides: str) -> dict:
     """`conf/` composed by Hydra, as DVC writes it to params.yaml."""
-    with initialize_config_dir(str(ROOT / "conf"), version_base=None):
-        return OmegaConf.to_container(compose("config", overrides=list(overrides)), resolve=True)
+    return compose(ROOT / "conf", *overrides)
 
 
 def compose_config(*overrides: str) -> Config:
@@ -119,8 +116,7 @@ def make_project(dest: Path, subset: Path, *overrides: str) -> Path:
     config = yaml.safe_load((dest / "conf/config.yaml").read_text())
     config["defaults"].append("tiny")
     (dest / "conf/config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    with initialize_config_dir(str(dest / "conf"), version_base=None):
-        composed = OmegaConf.to_container(compose("config"), resolve=True)
+    composed = compose(dest / "conf")
     (dest / "params.yaml").write_text(yaml.safe_dump(composed, sort_keys=False))
     env = git_env()
     for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "init"]):
