@@ -71,6 +71,9 @@ MEANING = {
     "model.n_layers": "`acnt` only: Transformer encoder layers.",
     "model.pooling": "Pooling over time before the classifier: `mean`, `stats` (mean and "
     "standard deviation) or `attention` (attentive statistics). `cnn` always averages.",
+    "model.members": "Ensemble size: this many independently initialised networks, each "
+    "trained on its own loss over the same batches; prediction averages their probabilities. "
+    "Costs `members` times the compute of one network.",
     "augment.gain_db": "Random gain in `[-gain_db, +gain_db]` dB per clip; 0 = off.",
     "augment.noise_snr_db": "White-noise SNR range `[low, high]` in dB.",
     "augment.noise_p": "Chance that a clip gets white noise; 0 = off.",
@@ -96,7 +99,10 @@ MEANING = {
     "train.label_smoothing": "Label smoothing of the cross-entropy loss.",
     "train.grad_clip": "Gradient norm clipping threshold.",
     "train.patience": "Early stopping after this many epochs without validation UAR gain; "
-    "0 = off. The saved model is always the best-validation epoch.",
+    "0 = off.",
+    "train.select": "Which epoch `models/model.pt` keeps: `best` (highest validation UAR) or "
+    "`last`. With two validation actors the best epoch is a noisy pick; `last` trusts the "
+    "schedule.",
     "train.amp": "Mixed precision; used on CUDA only.",
     "train.resume": "Continue from `models/checkpoints/last.pt` if it was written with the same "
     "settings.",

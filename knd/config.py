@@ -118,8 +118,10 @@ class ModelConfig:
     n_heads: int = 4
     n_layers: int = 2
     pooling: Literal["mean", "stats", "attention"] = "mean"
+    members: int = 1
 
     def __post_init__(self):
+        _check(self.members >= 1, "model.members", ">= 1 (1 = a single network)")
         _check(len(self.channels) > 0 and min(self.channels) > 0, "model.channels", "positive")
         _check(0 <= self.dropout < 1, "model.dropout", "in [0, 1)")
         _check(self.d_model % self.n_heads == 0, "model.d_model", "divisible by model.n_heads")
@@ -174,6 +176,7 @@ class TrainConfig:
     label_smoothing: float = 0.1
     grad_clip: float = 5.0
     patience: int = 0
+    select: Literal["best", "last"] = "best"
     amp: bool = True
     resume: bool = False
     num_threads: int = 0

@@ -210,11 +210,32 @@ class ACNT(nn.Module):
         return self.head(x.transpose(1, 2))
 
 
+class Ensemble(nn.Module):
+    """`model.members` independently initialised networks, trained side by side on the same batches.
+
+    Each member gets its own loss (training sees `(members, batch, classes)` logits), so they stay
+    diverse; prediction returns the log of their averaged probabilities, which a softmax turns
+    back into that average. Averaging a few small networks beats one network trained as long.
+    """
+
+    def __init__(self, members: list[nn.Module]):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = torch.stack([member(x) for member in self.members])
+        if self.training:
+            return logits
+        return torch.logsumexp(torch.log_softmax(logits, dim=-1), dim=0) - math.log(len(logits))
+
+
 MODELS = {"cnn": CNN, "resnet18": ResNet18, "acnt": ACNT, "vgg": VGG, "sernet": SERNet}
 
 
 def build_model(cfg: ModelConfig, n_classes: int, n_bins: int) -> nn.Module:
-    return MODELS[cfg.name](cfg, n_classes, n_bins)
+    if cfg.members == 1:
+        return MODELS[cfg.name](cfg, n_classes, n_bins)
+    return Ensemble([MODELS[cfg.name](cfg, n_classes, n_bins) for _ in range(cfg.members)])
 
 
 def count_parameters(model: nn.Module) -> int:

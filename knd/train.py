@@ -1,4 +1,4 @@
-"""Stage `train`: fit the network on the training actors, keep the best by validation UAR.
+"""Stage `train`: fit on the training actors; keep the best (validation UAR) or the last epoch.
 
 Reproducible by construction: every random draw of an epoch (shuffle, augmentation, dropout) is
 seeded from `train.seed` and the epoch number, so the same seed gives the same model on a CPU,
@@ -159,7 +159,7 @@ class Trainer:
             x, y_a, y_b, lam = self.augmenter.mixup(x, y, gen)
             with torch.autocast(self.rt.device.type, enabled=self.rt.amp):
                 logits = self.net(x)
-                loss = lam * self.loss(logits, y_a) + (1 - lam) * self.loss(logits, y_b)
+                loss = lam * self.criterion(logits, y_a) + (1 - lam) * self.criterion(logits, y_b)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             if cfg.grad_clip:
@@ -172,6 +172,12 @@ class Trainer:
             losses.append(loss.item())
             bar.set_postfix(loss=f"{sum(losses) / len(losses):.3f}")
         return sum(losses) / len(losses)
+
+    def criterion(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy; an ensemble's `(members, batch, classes)` logits: the members' mean."""
+        if logits.dim() == 3:
+            logits, target = logits.flatten(0, 1), target.repeat(logits.shape[0])
+        return self.loss(logits, target)
 
     # -- state -----------------------------------------------------------------------------
     def state(self) -> dict:
@@ -218,7 +224,7 @@ def train(
 
 
 def fit(cfg: Config, data: Processed, model_path: Path, live_dir: Path, state_path: Path) -> dict:
-    """Train on `data`'s train split, select on its val split, save the best to `model_path`."""
+    """Train on `data`'s train split, validate on its val split, save the selected epoch."""
     rt = Runtime.setup(cfg)
     trainer = Trainer(cfg, data, rt)
     resumed = cfg.train.resume and trainer.restore(state_path)
@@ -269,17 +275,27 @@ def fit(cfg: Config, data: Processed, model_path: Path, live_dir: Path, state_pa
             if rt.main:
                 print(f"early stop: no validation UAR gain for {cfg.train.patience} epochs")
             break
-    result = {"best_epoch": trainer.best_epoch, "best_val_uar": trainer.best_uar}
+    selected = trainer.best_epoch if cfg.train.select == "best" else trainer.epoch
+    result = {
+        "best_epoch": trainer.best_epoch,
+        "best_val_uar": trainer.best_uar,
+        "selected_epoch": selected,
+    }
     if rt.main:
-        trainer.model.load_state_dict(trainer.best_state)
+        if cfg.train.select == "best":
+            trainer.model.load_state_dict(trainer.best_state)
+        validation = trainer.history[selected - 1]
         trainer.model.save(
             model_path,
             split_strategy=data.split_strategy,
             train_config=to_dict(cfg.train),
-            validation=trainer.history[trainer.best_epoch - 1],
+            validation=validation,
             history=trainer.history,
         )
-        print(f"best epoch {trainer.best_epoch}: val uar {trainer.best_uar:.4f} -> {model_path}")
+        print(
+            f"{cfg.train.select} epoch {selected}: val uar {validation['val_uar']:.4f}"
+            f" (best {trainer.best_uar:.4f} at epoch {trainer.best_epoch}) -> {model_path}"
+        )
         tracker.summary(result)
         tracker.log_model(model_path, result)
         tracker.finish()

@@ -38,6 +38,18 @@ def test_acnt_without_transformer_is_the_cnn_alone():
     assert without(torch.randn(2, 1, 64, 100)).shape == (2, 8)
 
 
+def test_ensemble_trains_members_apart_and_predicts_their_mean_probability():
+    cfg = dataclasses.replace(compose_config().model, members=3)
+    ensemble = build_model(cfg, 8, 64)
+    x = torch.randn(2, 1, 64, 100)
+    assert ensemble.train()(x).shape == (3, 2, 8)  # one loss per member
+    ensemble.eval()
+    mean = torch.stack([member(x).softmax(dim=-1) for member in ensemble.members]).mean(dim=0)
+    torch.testing.assert_close(ensemble(x).softmax(dim=-1), mean)
+    first, second = (m.head.classify[1].weight for m in ensemble.members[:2])
+    assert not torch.equal(first, second)  # independently initialised
+
+
 @pytest.mark.parametrize("pooling", ["mean", "stats", "attention"])
 def test_time_pooling_variants_handle_any_length(pooling):
     cfg = dataclasses.replace(compose_config().model, pooling=pooling)

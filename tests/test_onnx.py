@@ -24,12 +24,15 @@ from knd.predict import load_predictor
 MODELS = {
     "cnn": ModelConfig(name="cnn", channels=[8, 16]),
     "sernet": ModelConfig(name="sernet", channels=[8, 16, 16, 32], pooling="attention"),
+    "ensemble": ModelConfig(
+        name="sernet", channels=[8, 16, 16, 32], pooling="attention", members=2
+    ),
 }
 
 
 @pytest.fixture(scope="module", params=list(MODELS))
 def exported(request, tmp_path_factory):
-    """(checkpoint, its ONNX export) for each architecture."""
+    """(checkpoint, its ONNX export) for each architecture and for an ensemble."""
     folder = tmp_path_factory.mktemp(request.param)
     checkpoint = make_checkpoint(folder / "model.pt", MODELS[request.param])
     export_onnx(checkpoint, folder / "model.onnx")

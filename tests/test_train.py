@@ -13,8 +13,10 @@ import torch
 from conftest import TINY, compose_config, git_env, write_params
 
 from knd.augment import Augmenter
-from knd.evaluate import evaluate
+from knd.classifier import Classifier
+from knd.evaluate import evaluate, evaluate_split
 from knd.make_dataset import load_processed
+from knd.metrics import scalars
 from knd.train import Trainer, train
 
 
@@ -49,6 +51,21 @@ def test_checkpoint_is_self_contained(processed, tmp_path):
     metrics = json.loads(_metrics(tmp_path))
     assert {"accuracy", "uar", "f1_macro", "f1_weighted"} <= set(metrics)
     assert metrics["split"] == "actor" and "warning" not in metrics
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("select", ["best", "last"])
+def test_checkpoint_holds_the_selected_epoch(processed, tmp_path, select):
+    result = _run(processed, tmp_path, f"train.select={select}", "train.epochs=3")
+    saved = torch.load(tmp_path / "model.pt", weights_only=True)
+    history = saved["history"]
+    best = 1 + max(range(3), key=lambda i: history[i]["val_uar"])  # the first of equals
+    want = best if select == "best" else 3
+    assert result["selected_epoch"] == want and saved["validation"] == history[want - 1]
+    val = scalars(
+        evaluate_split(Classifier.load(tmp_path / "model.pt"), load_processed(processed), "val")
+    )
+    assert val["uar"] == pytest.approx(history[want - 1]["val_uar"], abs=1e-5)
 
 
 @pytest.mark.slow
