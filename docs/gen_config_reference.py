@@ -98,8 +98,7 @@ MEANING = {
     "`plateau` (halved after 3 epochs without validation UAR gain) or `none`.",
     "train.label_smoothing": "Label smoothing of the cross-entropy loss.",
     "train.grad_clip": "Gradient norm clipping threshold.",
-    "train.patience": "Early stopping after this many epochs without validation UAR gain; "
-    "0 = off.",
+    "train.patience": "Early stopping after this many epochs without validation UAR gain; 0 = off.",
     "train.select": "Which epoch `models/model.pt` keeps: `best` (highest validation UAR) or "
     "`last`. With two validation actors the best epoch is a noisy pick; `last` trusts the "
     "schedule.",

@@ -23,17 +23,14 @@ from knd.features import FrontEnd
 from knd.make_dataset import Processed, load_processed
 
 
-def training_curves(history: list[dict], n_classes: int, out: Path) -> None:
+def training_curves(history: list[dict], saved_epoch: int, n_classes: int, out: Path) -> None:
     epochs = [row["epoch"] for row in history]
     fig, (loss_ax, score_ax) = plt.subplots(1, 2, figsize=(11, 4))
     loss_ax.plot(epochs, [row["train_loss"] for row in history], label="train loss")
     loss_ax.set(xlabel="epoch", ylabel="loss", title="Training loss")
     for key in ("val_uar", "val_accuracy", "val_f1_macro"):
         score_ax.plot(epochs, [row[key] for row in history], label=key.removeprefix("val_"))
-    best = max(history, key=lambda row: row["val_uar"])
-    score_ax.axvline(
-        best["epoch"], color="grey", ls="--", lw=1, label=f"best (epoch {best['epoch']})"
-    )
+    score_ax.axvline(saved_epoch, color="grey", ls="--", lw=1, label=f"saved (epoch {saved_epoch})")
     score_ax.axhline(1 / n_classes, color="red", ls=":", lw=1, label="chance")
     score_ax.set(xlabel="epoch", ylabel="score", title="Validation (held-out actors)", ylim=(0, 1))
     for ax in (loss_ax, score_ax):
@@ -132,7 +129,8 @@ def plot(
     checkpoint = read_checkpoint(model_path)
     evaluation = json.loads((reports / "evaluation.json").read_text())
     n_classes = len(checkpoint["labels"])
-    training_curves(checkpoint["history"], n_classes, figures / "training_curves.png")
+    saved_epoch = checkpoint["validation"]["epoch"]
+    training_curves(checkpoint["history"], saved_epoch, n_classes, figures / "training_curves.png")
     confusion_matrix(
         evaluation["confusion_matrix"], evaluation["labels"], figures / "confusion_matrix.png"
     )
