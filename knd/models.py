@@ -215,7 +215,7 @@ class Ensemble(nn.Module):
 
     Each member gets its own loss (training sees `(members, batch, classes)` logits), so they stay
     diverse; prediction returns the log of their averaged probabilities, which a softmax turns
-    back into that average. Averaging a few small networks beats one network trained as long.
+    back into that average.
     """
 
     def __init__(self, members: list[nn.Module]):
@@ -233,9 +233,8 @@ MODELS = {"cnn": CNN, "resnet18": ResNet18, "acnt": ACNT, "vgg": VGG, "sernet": 
 
 
 def build_model(cfg: ModelConfig, n_classes: int, n_bins: int) -> nn.Module:
-    if cfg.members == 1:
-        return MODELS[cfg.name](cfg, n_classes, n_bins)
-    return Ensemble([MODELS[cfg.name](cfg, n_classes, n_bins) for _ in range(cfg.members)])
+    nets = [MODELS[cfg.name](cfg, n_classes, n_bins) for _ in range(cfg.members)]
+    return nets[0] if cfg.members == 1 else Ensemble(nets)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -254,9 +254,10 @@ def fit(cfg: Config, data: Processed, model_path: Path, live_dir: Path, state_pa
             _log_epoch(live, tracker, row)
             if val["uar"] > trainer.best_uar:
                 trainer.best_uar, trainer.best_epoch, bad_epochs = val["uar"], trainer.epoch, 0
-                trainer.best_state = {
-                    k: v.detach().clone() for k, v in trainer.model.state_dict().items()
-                }
+                if cfg.train.select == "best":  # `last` needs no copy (nor its save every epoch)
+                    trainer.best_state = {
+                        k: v.detach().clone() for k, v in trainer.model.state_dict().items()
+                    }
             else:
                 bad_epochs += 1
             print(
