@@ -17,9 +17,10 @@ from pathlib import Path
 
 import torch
 
+from knd.audio import audio_files
 from knd.config import FeatureConfig
-from knd.features import FrontEnd, extract
-from knd.make_dataset import decode_all, find_audio
+from knd.data.make_dataset import decode_all
+from knd.models.features import FrontEnd, extract
 
 MIRROR = Path(__file__).resolve().parents[2] / "shared/data/ravdess/Audio_Speech_Actors_16k_dev.zip"
 
@@ -60,7 +61,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         with zipfile.ZipFile(args.zip) as archive:
             archive.extractall(tmp)
-        paths = find_audio(Path(tmp))
+        paths = audio_files(Path(tmp))
         paths = paths[: args.limit] if args.limit else paths
         knd_s = timed(knd_features, paths)
         librosa_s = timed(librosa_loop, paths)

@@ -86,9 +86,9 @@ def untrained_checkpoint(path: Path) -> Path:
     """The default configuration with random weights: same shapes and cost as a trained model."""
     import torch
 
-    from knd.classifier import Classifier
     from knd.config import load_config
-    from knd.ravdess import label_names
+    from knd.data.ravdess import label_names
+    from knd.models.classifier import Classifier
 
     print(f"no checkpoint given: timing an UNTRAINED default-config model ({path.name})")
     cfg = load_config(ROOT / "params.yaml")

@@ -18,10 +18,10 @@ import pandas as pd
 import torch
 
 from knd.config import Config, compose, from_dict, to_dict
-from knd.features import FrontEnd, band_stats, extract
-from knd.make_dataset import Processed
-from knd.models import MODELS, count_parameters
-from knd.train import Runtime, Trainer
+from knd.data.processed import Processed
+from knd.models.features import FrontEnd, band_stats, extract
+from knd.models.networks import MODELS, count_parameters
+from knd.training.train import Runtime, Trainer
 
 CLIPS_PER_EPOCH = 840
 

@@ -21,23 +21,18 @@ RUN python3 -m venv /opt/venv \
     && groupadd --gid 10001 knd \
     && useradd --uid 10001 --gid 10001 --create-home --shell /usr/sbin/nologin knd
 
-# Only what serving an ONNX model imports (knd/serve.py, knd/predict.py, knd/onnx_runtime.py,
-# knd/audio.py, knd/config.py); the lower bounds are pyproject.toml's.
-RUN python -m pip install \
-        "fastapi>=0.110" \
-        "fastapi-offline>=1.7" \
-        "uvicorn>=0.29" \
-        "python-multipart>=0.0.9" \
-        "onnxruntime>=1.18" \
-        "numpy>=1.26" \
-        "soundfile>=0.12" \
-        "typer>=0.12" \
-        "pyyaml>=6"
-
-# knd itself, without its training dependencies (torch, dvc, ...).
-COPY README.md pyproject.toml /tmp/knd/
-COPY knd/ /tmp/knd/knd/
-RUN python -m pip install --no-deps /tmp/knd \
+# knd with the [serve] extra only (pyproject.toml): the torch-free core, FastAPI and
+# onnxruntime. pyproject.toml comes first, so the dependency layer is rebuilt only when it
+# changes; an empty stub stands in for knd until the sources are copied.
+WORKDIR /tmp/knd
+COPY pyproject.toml ./
+RUN mkdir knd && touch knd/__init__.py README.md \
+    && python -m pip install '.[serve]' \
+    && python -m pip uninstall --yes knd
+COPY README.md pyproject.toml ./
+COPY knd/ knd/
+RUN python -m pip install --no-deps . \
+    && python -c "import sys, knd.serving.serve; assert 'torch' not in sys.modules" \
     && rm -rf /tmp/knd
 
 ARG MODEL=models/model.onnx

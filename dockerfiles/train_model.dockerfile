@@ -34,7 +34,7 @@ WORKDIR /app
 # Dependency layer, rebuilt only when pyproject.toml changes: an empty stub stands in for knd.
 COPY pyproject.toml ./
 RUN mkdir knd && touch knd/__init__.py README.md \
-    && python -m pip install . \
+    && python -m pip install '.[train]' \
     && rm -rf knd README.md build ./*.egg-info
 
 # The project itself, replacing the stub.

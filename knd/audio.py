@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import math
 import re
+from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     import torch
 
 SILENCE_PEAK = 1e-4
+AUDIO_EXTENSIONS = (".aif", ".aiff", ".flac", ".ogg", ".wav")
 
 # Sample rates outside this range are no real recording; a rate pair whose reduced ratio has a
 # term above MAX_RATE_RATIO (16001 Hz -> 16000 Hz: 16001/16000) needs a sinc kernel of about
@@ -197,3 +199,21 @@ def _shortfall(f: sf.SoundFile, frames_read: int) -> str | None:
 def _message(error: Exception) -> str:
     """libsndfile's own words, without soundfile's 'Error opening <object>:' prefix."""
     return getattr(error, "error_string", None) or str(error)
+
+
+def audio_files(folder: Path) -> list[Path]:
+    """Every audio file below `folder` (by extension), in sorted order."""
+    return sorted(
+        p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file()
+    )
+
+
+def find_audio(paths: Iterable[str | Path]) -> list[Path]:
+    """Files as given, and folders searched recursively for audio files.
+
+    A folder without any is kept, so it is reported as an error rather than silently skipped.
+    """
+    found: list[Path] = []
+    for path in map(Path, paths):
+        found += (audio_files(path) or [path]) if path.is_dir() else [path]
+    return found

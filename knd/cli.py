@@ -41,7 +41,7 @@ def download(
     ),
 ) -> None:
     """Fetch the RAVDESS archive (data.url), verify data.md5 and extract it."""
-    from knd.download import download_and_extract
+    from knd.data.download import download_and_extract
 
     cfg = _config(params)
     download_and_extract(cfg.data.url, cfg.data.md5 or None, raw_dir)
@@ -50,7 +50,7 @@ def download(
 @app.command("make-dataset")
 def make_dataset(params: Params = DEFAULT_PARAMS) -> None:
     """Decode every clip, compute features, assign splits: data/raw -> data/processed."""
-    from knd.make_dataset import make_dataset as run
+    from knd.data.make_dataset import make_dataset as run
 
     run(_config(params))
 
@@ -58,7 +58,7 @@ def make_dataset(params: Params = DEFAULT_PARAMS) -> None:
 @app.command()
 def train(params: Params = DEFAULT_PARAMS) -> None:
     """Train the configured model -> models/model.pt (also under torchrun for DDP)."""
-    from knd.train import train as run
+    from knd.training.train import train as run
 
     run(_config(params))
 
@@ -66,7 +66,7 @@ def train(params: Params = DEFAULT_PARAMS) -> None:
 @app.command()
 def evaluate(params: Params = DEFAULT_PARAMS) -> None:
     """Test-split metrics -> reports/metrics.json, evaluation.json, predictions.csv."""
-    from knd.evaluate import evaluate as run
+    from knd.training.evaluate import evaluate as run
 
     run(cfg=_config(params))
 
@@ -74,7 +74,7 @@ def evaluate(params: Params = DEFAULT_PARAMS) -> None:
 @app.command()
 def plot() -> None:
     """Figures -> reports/figures/*.png."""
-    from knd.plot import plot as run
+    from knd.reporting.plot import plot as run
 
     run()
 
@@ -86,7 +86,7 @@ def cv(
     out: Annotated[Path, typer.Option(help="Fold models and cv.json.")] = Path("reports/cv"),
 ) -> None:
     """k-fold cross-validation by actor (split.k folds) -> mean ± std UAR, WA, macro F1."""
-    from knd.cv import cross_validate
+    from knd.training.cv import cross_validate
 
     cross_validate(_config(params), out_dir=out, folds=fold)
 
@@ -100,7 +100,7 @@ def report(
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("reports/plots"),
 ) -> None:
     """DVC plots -> OUT/index.html that renders offline (REVS: `dvc plots diff`)."""
-    from knd.report import report as run
+    from knd.reporting.report import report as run
 
     run(revs, diff, out)
 
@@ -133,7 +133,8 @@ def predict(
     """
     from tqdm import tqdm
 
-    from knd.predict import find_audio, format_results, load_predictor, predict_files
+    from knd.audio import find_audio
+    from knd.serving.predict import format_results, load_predictor, predict_files
 
     predictor = load_predictor(model, batch_size)
     files = find_audio(paths)
@@ -154,7 +155,7 @@ def serve(
     """Web service: a page at /, POST /predict, GET /health, API docs at /docs."""
     import uvicorn
 
-    from knd.serve import MB, create_app
+    from knd.serving.serve import MB, create_app
 
     uvicorn.run(create_app(model, round(max_upload_mb * MB)), host=host, port=port)
 
@@ -165,7 +166,7 @@ def export(
     out: Annotated[Path, typer.Option(help="ONNX file to write.")] = Path("models/model.onnx"),
 ) -> None:
     """Checkpoint -> self-contained ONNX model: waveform in, probabilities out, no torch needed."""
-    from knd.onnx_export import export_onnx
+    from knd.models.onnx_export import export_onnx
 
     difference = export_onnx(model, out)
     typer.echo(f"{out}: exported {model}; max probability difference {difference:.1e}")

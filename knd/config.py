@@ -107,7 +107,7 @@ class SplitConfig:
 
 @dataclass
 class ModelConfig:
-    """Architecture and its size; `name` picks the class in `knd.models`."""
+    """Architecture and its size; `name` picks the class in `knd.models.networks`."""
 
     name: Literal["cnn", "resnet18", "acnt", "vgg", "sernet"] = "cnn"
     channels: list[int] = field(default_factory=lambda: [32, 64, 128, 256])

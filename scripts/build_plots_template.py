@@ -1,4 +1,4 @@
-"""Build knd/templates/offline_plots.html: DVC's plots page with vega inlined.
+"""Build knd/reporting/templates/offline_plots.html: DVC's plots page with vega inlined.
 
 `dvc plots show` fills its page's `{scripts}` placeholder with <script> tags that load vega,
 vega-lite and vega-embed from a CDN, so the report is blank without a network. This template has
@@ -17,7 +17,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-OUT = Path(__file__).resolve().parents[1] / "knd" / "templates" / "offline_plots.html"
+OUT = Path(__file__).resolve().parents[1] / "knd" / "reporting" / "templates" / "offline_plots.html"
 # In load order: vega-embed needs vega-lite, which needs vega. Each has build/NAME(.min).js.
 PACKAGES = ("vega@5", "vega-lite@5", "vega-embed@6")
 # The vega npm package ships without its LICENSE file: github.com/vega/vega's copyright line, on

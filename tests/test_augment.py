@@ -4,10 +4,10 @@ import dataclasses
 
 import pytest
 import torch
-from conftest import compose_config
+from helpers.project import compose_config
 
-from knd.augment import Augmenter
 from knd.config import AugmentConfig
+from knd.training.augment import Augmenter
 
 OFF = compose_config("augment=none").augment
 

@@ -7,11 +7,11 @@ import dataclasses
 import pytest
 import torch
 
-import knd.classifier
-from knd.classifier import Classifier, read_checkpoint
+import knd.models.classifier
 from knd.config import FeatureConfig, ModelConfig
 from knd.errors import KndError
-from knd.models import build_model
+from knd.models.classifier import Classifier, read_checkpoint
+from knd.models.networks import build_model
 
 LABELS = ["neutral", "happy", "sad", "angry"]
 FEATURES = FeatureConfig(duration=1.0)
@@ -58,7 +58,7 @@ def test_a_checkpoint_of_an_older_architecture_is_stale(saved, monkeypatch):
     def newer_code(cfg, n_classes, n_bins):
         return build_model(dataclasses.replace(cfg, channels=[8, 24]), n_classes, n_bins)
 
-    monkeypatch.setattr(knd.classifier, "build_model", newer_code)
+    monkeypatch.setattr(knd.models.classifier, "build_model", newer_code)
     with pytest.raises(KndError) as err:
         Classifier.load(saved)
     message = str(err.value)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, compose_config, compose_dict
+from helpers.project import ROOT, compose_config, compose_dict
 
 from knd.config import ConfigError, load_config
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from knd import download
-from knd.download import download_and_extract
+from knd.data import download
+from knd.data.download import download_and_extract
 from knd.errors import KndError
 
 FILES = {

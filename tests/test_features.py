@@ -5,9 +5,9 @@ import dataclasses
 import pytest
 import torch
 import torchaudio
-from conftest import compose_config
+from helpers.project import compose_config
 
-from knd.features import FrontEnd, band_stats, extract, fix_length
+from knd.models.features import FrontEnd, band_stats, extract, fix_length
 
 
 def test_fix_length_centre_crops_and_pads():

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import TINY, compose_config
+from helpers.project import TINY, compose_config
 
+from knd.data.make_dataset import make_dataset
+from knd.data.processed import load_processed
 from knd.errors import KndError
-from knd.make_dataset import load_processed, make_dataset
 
 SR = 16000
 

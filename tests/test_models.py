@@ -4,10 +4,10 @@ import dataclasses
 
 import pytest
 import torch
-from conftest import compose_config
+from helpers.project import compose_config
 
 from knd.errors import KndError
-from knd.models import build_model, count_parameters
+from knd.models.networks import build_model, count_parameters
 
 # (group, parameter range in millions) at the default 64 mel bands x 251 frames, 8 classes
 EXPECTED = {

@@ -13,13 +13,15 @@ import onnx
 import pytest
 import soundfile as sf
 import torch
-from test_predict import LABELS, RATE, ROOT, make_checkpoint, mirror_clips, run_cli, voice
+from helpers.audio import RATE, mirror_clips, voice
+from helpers.models import LABELS, make_checkpoint
+from helpers.project import ROOT, run_cli
 
 from knd.config import FeatureConfig, ModelConfig
 from knd.errors import KndError
-from knd.features import FrontEnd
-from knd.onnx_export import DftFrontEnd, export_onnx
-from knd.predict import load_predictor
+from knd.models.features import FrontEnd
+from knd.models.onnx_export import DftFrontEnd, export_onnx
+from knd.serving.predict import load_predictor
 
 MODELS = {
     "cnn": ModelConfig(name="cnn", channels=[8, 16]),
@@ -154,8 +156,8 @@ def test_onnx_backend_never_imports_torch(exported, tmp_path):
         import contextlib, io, json, sys
         from fastapi.testclient import TestClient
         from knd.cli import main
-        from knd.predict import load_predictor
-        from knd.serve import create_app
+        from knd.serving.predict import load_predictor
+        from knd.serving.serve import create_app
 
         predictor = load_predictor({str(exported_model)!r})
         (probabilities,) = predictor.predict([predictor.read({str(clip)!r})])

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import git_env, make_project
+from helpers.project import git_env, make_project
 
 STAGES = ("download", "make_dataset", "train", "evaluate", "plot")
 

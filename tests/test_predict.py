@@ -1,8 +1,4 @@
-"""`knd predict` and the shared prediction core: windowing, batching, backends, output formats.
-
-The helpers at the top (a tiny real checkpoint, mirror clips, generated speech-like audio) are
-imported by test_serve, test_onnx and test_web_page too.
-"""
+"""`knd predict` and the shared prediction core: windowing, batching, backends, output formats."""
 
 from __future__ import annotations
 
@@ -11,54 +7,20 @@ import io
 import json
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import MIRROR
+from helpers.audio import RATE, mirror_clips, voice
+from helpers.models import LABELS, make_checkpoint
+from helpers.project import ROOT, run_cli
 
-from knd.classifier import Classifier
-from knd.cli import main
-from knd.config import FeatureConfig, ModelConfig
-from knd.features import fix_length
-from knd.predict import Predictor, centre_pad, load_predictor, window_starts
-from knd.ravdess import EMOTIONS
-
-LABELS = list(EMOTIONS)
-RATE = 16_000
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def make_checkpoint(path: Path, model: ModelConfig | None = None) -> Path:
-    """A real, randomly initialised (seeded) 2 s checkpoint: no training needed."""
-    torch.manual_seed(0)
-    model = model or ModelConfig(name="cnn", channels=[8, 16])
-    mean, std = torch.full((64,), -6.0), torch.full((64,), 3.0)  # log-mel scale of speech
-    Classifier(model, FeatureConfig(duration=2.0), LABELS, mean, std).save(path, history=[])
-    return path
-
-
-def voice(seconds: float, rate: int = RATE, f0: float = 150.0, seed: int = 0) -> np.ndarray:
-    """A speech stand-in: harmonics of a wandering pitch under a syllable-rate envelope."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(round(seconds * rate)) / rate
-    pitch = f0 * (1 + 0.1 * np.sin(2 * np.pi * 0.7 * t))
-    phase = 2 * np.pi * np.cumsum(pitch) / rate
-    wave = sum(np.sin(k * phase) / k for k in range(1, 12))
-    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 3 * t)
-    return (0.2 * envelope * wave + 0.003 * rng.standard_normal(len(t))).astype(np.float32)
-
-
-def mirror_clips(count: int) -> dict[str, bytes]:
-    """`count` real RAVDESS wavs spread over the mirror (name -> bytes), or skip."""
-    if not MIRROR.is_file():
-        pytest.skip(f"RAVDESS mirror not found at {MIRROR} (../shared is absent)")
-    with zipfile.ZipFile(MIRROR) as z:
-        names = sorted(n for n in z.namelist() if n.endswith(".wav"))
-        return {Path(n).name: z.read(n) for n in names[:: len(names) // count][:count]}
+from knd.models.classifier import Classifier
+from knd.models.features import fix_length
+from knd.serving.predict import load_predictor
+from knd.serving.predictor import Predictor, centre_pad, window_starts
 
 
 @pytest.fixture(scope="session")
@@ -69,15 +31,6 @@ def checkpoint(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def predictor(checkpoint):
     return load_predictor(checkpoint, batch_size=4)
-
-
-def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    """`knd ARGS` in-process through the real entry point: (exit status, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["knd", *args])
-    with pytest.raises(SystemExit) as exit_:
-        main()
-    out, err = capsys.readouterr()
-    return exit_.value.code or 0, out, err
 
 
 # --- windowing -----------------------------------------------------------------------------

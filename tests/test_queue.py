@@ -13,8 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import git_env, make_project
-from test_remote import run
+from helpers.project import git_env, make_project, run
 
 LRS = (0.001, 0.0003)
 

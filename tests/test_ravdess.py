@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from knd.ravdess import EMOTIONS, LABEL_SETS, ClipInfo, label_names, label_of, parse_filename
+from knd.data.ravdess import EMOTIONS, LABEL_SETS, ClipInfo, label_names, label_of, parse_filename
 
 
 def test_parses_every_field():

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, git_env, make_project
+from helpers.project import ROOT, git_env, make_project, run
 
 BUCKET = "dvcstore"
 KEY, SECRET = "knd-test-key", "knd-test-secret"
@@ -112,20 +112,12 @@ def wait_for_bucket(server: S3Server, proc: subprocess.Popen, log: Path, timeout
     )
 
 
-def run(cwd: Path, *args: str | Path, env: dict | None = None) -> str:
-    done = subprocess.run(
-        [str(a) for a in args], cwd=cwd, env=env, capture_output=True, text=True, timeout=900
-    )
-    assert done.returncode == 0, f"{args}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-    return done.stdout
-
-
 @torch.no_grad()
 def fingerprint(project: Path) -> tuple[str, torch.Tensor]:
     """The checkpoint's MD5 and its logits on four clips read from data/raw."""
     from knd.audio import load_audio
-    from knd.classifier import Classifier
-    from knd.features import fix_length
+    from knd.models.classifier import Classifier
+    from knd.models.features import fix_length
 
     checkpoint = project / "models" / "model.pt"
     model = Classifier.load(checkpoint)

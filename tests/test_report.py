@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, git_env
+from helpers.project import ROOT, git_env
 
 LABELS = ("neutral", "calm", "happy", "sad")
 CURVES = ("dvclive/plots/metrics/train/loss.tsv", "dvclive/plots/metrics/val/uar.tsv")

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 from fastapi.testclient import TestClient
-from test_predict import LABELS, RATE, make_checkpoint, mirror_clips, voice
+from helpers.audio import RATE, mirror_clips, voice
+from helpers.models import LABELS, make_checkpoint
 
-from knd.serve import MB, create_app
+from knd.serving.serve import MB, create_app
 
 LIMIT = 1 * MB
 
@@ -59,7 +60,7 @@ def test_predict_a_wav(client):
 
 
 def test_predict_a_real_clip_like_the_predictor(client, checkpoint):
-    from knd.predict import load_predictor
+    from knd.serving.predict import load_predictor
 
     (name, data), *_ = mirror_clips(1).items()
     response = post(client, data, name)
@@ -191,9 +192,9 @@ def test_api_docs_load_nothing_from_the_internet(client, page):
 
 
 def test_without_fastapi_offline_the_docs_fall_back_to_fastapis(checkpoint, monkeypatch):
-    import knd.serve
+    import knd.serving.serve
 
-    monkeypatch.setattr(knd.serve, "_docs_assets", lambda: None)
+    monkeypatch.setattr(knd.serving.serve, "_docs_assets", lambda: None)
     with TestClient(create_app(checkpoint)) as client:
         page = client.get("/docs")
         assert page.status_code == 200 and "swagger-ui-bundle.js" in page.text

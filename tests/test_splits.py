@@ -5,10 +5,10 @@ import itertools
 
 import pandas as pd
 import pytest
-from conftest import compose_config
+from helpers.project import compose_config
 
+from knd.data.splits import assign_splits, kfold_test_actors
 from knd.errors import KndError
-from knd.splits import assign_splits, kfold_test_actors
 
 MIRROR_ACTORS = [a for a in range(1, 25) if a not in (1, 11, 20, 21)]
 

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 import wandb
-from conftest import TINY, compose_config
+from helpers.project import TINY, compose_config
 
 from knd.config import to_dict
-from knd.tracking import MODEL_ARTIFACT, Tracker, track_evaluation
+from knd.training.tracking import MODEL_ARTIFACT, Tracker, track_evaluation
 
 LABELS = ["neutral", "calm", "happy"]
 METRICS = {

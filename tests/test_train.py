@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY, compose_config, git_env, write_params
+from helpers.project import TINY, compose_config, git_env, write_params
 
-from knd.augment import Augmenter
-from knd.classifier import Classifier
-from knd.evaluate import evaluate, evaluate_split
-from knd.make_dataset import load_processed
-from knd.metrics import scalars
-from knd.train import Trainer, train
+from knd.data.processed import load_processed
+from knd.models.classifier import Classifier
+from knd.training.augment import Augmenter
+from knd.training.evaluate import evaluate, evaluate_split
+from knd.training.metrics import scalars
+from knd.training.train import Trainer, train
 
 
 def _run(processed: Path, out: Path, *overrides: str) -> dict:
@@ -70,8 +70,8 @@ def test_checkpoint_holds_the_selected_epoch(processed, tmp_path, select):
 
 @pytest.mark.slow
 def test_random_split_metrics_say_they_are_leaky(subset_zip, tmp_path):
-    from knd.download import download_and_extract
-    from knd.make_dataset import make_dataset
+    from knd.data.download import download_and_extract
+    from knd.data.make_dataset import make_dataset
 
     raw = download_and_extract(str(subset_zip), None, tmp_path / "raw", tmp_path / "dl")
     make_dataset(compose_config(*TINY, "split=random"), raw, tmp_path / "processed")

@@ -16,7 +16,9 @@ import httpx
 import numpy as np
 import pytest
 import soundfile as sf
-from test_predict import LABELS, ROOT, make_checkpoint, voice
+from helpers.audio import voice
+from helpers.models import LABELS, make_checkpoint
+from helpers.project import ROOT
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = [

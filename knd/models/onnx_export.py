@@ -2,7 +2,7 @@
 
 The graph is the whole `Classifier` (log-mel/MFCC front end, normalisation, network) followed
 by a softmax. Its input `waveform` is `(batch, samples)` float32 at the training sample rate and
-length (`features.duration`; windowing longer clips stays in `knd.predict`), with a dynamic
+length (`features.duration`; windowing longer clips stays in `knd.serving.predict`), with a dynamic
 batch axis; its output `probabilities` is `(batch, classes)`. Labels and the feature and model
 configs are stored as JSON metadata, so the .onnx file alone is enough to predict.
 
@@ -23,11 +23,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from knd.classifier import Classifier
 from knd.config import FeatureConfig, to_dict
 from knd.errors import KndError
-from knd.features import FrontEnd
-from knd.onnx_runtime import INPUT, META_FEATURES, META_LABELS, META_MODEL, OUTPUT
+from knd.models.classifier import Classifier
+from knd.models.features import FrontEnd
+from knd.serving.onnx_backend import INPUT, META_FEATURES, META_LABELS, META_MODEL, OUTPUT
 
 OPSET = 17
 TOLERANCE = 1e-4  # max |probability difference| between the export and the checkpoint

@@ -12,10 +12,10 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from knd.classifier import Classifier
 from knd.config import Config
-from knd.make_dataset import Processed, load_processed
-from knd.metrics import classification_metrics, scalars
+from knd.data.processed import Processed, load_processed
+from knd.models.classifier import Classifier
+from knd.training.metrics import classification_metrics, scalars
 
 LEAKY_NOTE = (
     "LEAKY: random clip-level split, the test actors are also in training; "
@@ -84,7 +84,7 @@ def evaluate(
         reports / "per_class.csv", index=False
     )
     if cfg is not None:
-        from knd.tracking import track_evaluation
+        from knd.training.tracking import track_evaluation
 
         track_evaluation(cfg, summary, metrics, data.labels)
     print(json.dumps(summary, indent=2))

@@ -19,13 +19,13 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
-from knd.augment import Augmenter
-from knd.classifier import Classifier
 from knd.config import Config, FeatureConfig, from_dict, to_dict
+from knd.data.processed import Processed, load_processed
 from knd.errors import KndError
-from knd.evaluate import evaluate_split
-from knd.make_dataset import Processed, load_processed
-from knd.metrics import scalars
+from knd.models.classifier import Classifier
+from knd.training.augment import Augmenter
+from knd.training.evaluate import evaluate_split
+from knd.training.metrics import scalars
 
 LAST_STATE = Path("models/checkpoints/last.pt")
 
@@ -231,7 +231,7 @@ def fit(cfg: Config, data: Processed, model_path: Path, live_dir: Path, state_pa
     live = tracker = None
     if rt.main:
         from dvclive import Live
-        from knd.tracking import Tracker
+        from knd.training.tracking import Tracker
 
         live = Live(str(live_dir), resume=resumed, dvcyaml=None, save_dvc_exp=False, report=None)
         tracker = Tracker(cfg, "train")

@@ -13,9 +13,9 @@ import numpy as np
 
 from knd.config import FeatureConfig, from_dict
 from knd.errors import KndError
-from knd.predict import Predictor
+from knd.serving.predict import Predictor
 
-# Metadata keys written by `knd export` (knd/onnx_export.py); values are JSON.
+# Metadata keys written by `knd export` (knd/models/onnx_export.py); values are JSON.
 META_LABELS, META_FEATURES, META_MODEL = "knd.labels", "knd.feature_config", "knd.model_config"
 INPUT, OUTPUT = "waveform", "probabilities"
 

@@ -8,9 +8,7 @@ guessed at; the outputs appear all at once or not at all.
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -21,17 +19,13 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from knd import ravdess
-from knd.audio import AudioError, load_audio
+from knd.audio import AudioError, audio_files, load_audio
 from knd.config import Config, to_dict
+from knd.data import ravdess
+from knd.data.processed import save_processed
+from knd.data.splits import assign_splits
 from knd.errors import KndError
-from knd.features import FrontEnd, band_stats, extract, fix_length
-from knd.splits import assign_splits
-
-AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".aif", ".aiff"}
-FEATURES_FILE = "features.pt"
-METADATA_FILE = "metadata.csv"
-SUMMARY_FILE = "summary.json"
+from knd.models.features import FrontEnd, band_stats, extract, fix_length
 
 
 @dataclass
@@ -39,12 +33,6 @@ class Skipped:
     path: str
     reason: str
     detail: str = ""
-
-
-def find_audio(raw_dir: Path) -> list[Path]:
-    return sorted(
-        p for p in raw_dir.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file()
-    )
 
 
 def _decode(args: tuple[str, int, int]) -> np.ndarray | AudioError:
@@ -70,7 +58,7 @@ def decode_all(paths: list[Path], sample_rate: int, num_samples: int, workers: i
 def make_dataset(
     cfg: Config, raw_dir: Path = Path("data/raw"), out_dir: Path = Path("data/processed")
 ) -> dict:
-    paths = find_audio(raw_dir)
+    paths = audio_files(raw_dir)
     if not paths:
         raise KndError(f"{raw_dir}: no audio files found; run `knd download` first")
     skipped: list[Skipped] = []
@@ -113,7 +101,7 @@ def make_dataset(
         "feature_config": to_dict(cfg.features),
         "split_strategy": cfg.split.strategy,
     }
-    _write_atomically(out_dir, data, meta, summary)
+    save_processed(out_dir, data, meta, summary)
     counts = meta.groupby("split")["actor"].agg(["count", "nunique"])
     print(f"splits ({cfg.split.strategy}):")
     for name, row in counts.iterrows():
@@ -148,44 +136,3 @@ def _check_usable(summary: dict, max_skipped_fraction: float) -> None:
             f"make_dataset: {share:.1%} of the files were skipped, above "
             f"data.max_skipped_fraction={max_skipped_fraction:.1%}; fix the data or raise the limit"
         )
-
-
-def _write_atomically(out_dir: Path, data: dict, meta: pd.DataFrame, summary: dict) -> None:
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    torch.save(data, tmp / FEATURES_FILE)
-    meta.to_csv(tmp / METADATA_FILE, index=False)
-    (tmp / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
-    shutil.rmtree(out_dir, ignore_errors=True)
-    tmp.rename(out_dir)
-
-
-@dataclass
-class Processed:
-    """What `make_dataset` wrote, as `train`, `evaluate` and `plot` read it."""
-
-    audio: torch.Tensor
-    features: torch.Tensor
-    target: torch.Tensor
-    labels: list[str]
-    mean: torch.Tensor
-    std: torch.Tensor
-    feature_config: dict
-    split_strategy: str
-    meta: pd.DataFrame
-
-    def indices(self, split: str) -> torch.Tensor:
-        return torch.from_numpy(np.flatnonzero(self.meta["split"].to_numpy() == split))
-
-    def waves(self, index: torch.Tensor) -> torch.Tensor:
-        return self.audio[index].float() / 32767
-
-
-def load_processed(data_dir: Path = Path("data/processed")) -> Processed:
-    try:
-        data = torch.load(data_dir / FEATURES_FILE, weights_only=True)
-        meta = pd.read_csv(data_dir / METADATA_FILE)
-    except FileNotFoundError as err:
-        raise KndError(f"{err.filename}: not found; run `knd make-dataset` first") from None
-    return Processed(meta=meta, **data)

@@ -15,8 +15,8 @@ from torch import nn
 
 from knd.config import FeatureConfig, ModelConfig, from_dict, to_dict
 from knd.errors import KndError
-from knd.features import FrontEnd
-from knd.models import build_model
+from knd.models.features import FrontEnd
+from knd.models.networks import build_model
 
 CHECKPOINT_FORMAT = 1
 

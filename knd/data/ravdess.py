@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from knd.audio import AUDIO_EXTENSIONS
+
 EMOTIONS: tuple[str, ...] = (
     "neutral",
     "calm",
@@ -23,7 +25,6 @@ EMOTIONS: tuple[str, ...] = (
 MODALITIES = ("full-AV", "video-only", "audio-only")
 VOCAL_CHANNELS = ("speech", "song")
 INTENSITIES = ("normal", "strong")
-AUDIO_EXTENSIONS = (".aif", ".aiff", ".flac", ".ogg", ".wav")
 N_ACTORS = 24
 
 LABEL_SETS = ("emotion8", "emotion7", "emotion_gender14")

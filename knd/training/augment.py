@@ -2,7 +2,7 @@
 
 Every draw comes from an explicit generator that training seeds per epoch, so a run is
 repeatable and a resumed run replays exactly the augmentations an uninterrupted one would.
-Only `knd.train` calls this, and only on training batches.
+Only `knd.training.train` calls this, and only on training batches.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import torch
 import torchaudio
 
 from knd.config import AugmentConfig
-from knd.features import fix_length
+from knd.models.features import fix_length
 
 
 def _uniform(n: int, low: float, high: float, gen: torch.Generator) -> torch.Tensor:

@@ -13,14 +13,14 @@ import statistics
 import time
 from pathlib import Path
 
-from knd.classifier import Classifier
 from knd.config import Config
-from knd.evaluate import evaluate_split
-from knd.features import band_stats
-from knd.make_dataset import Processed, load_processed
-from knd.metrics import scalars
-from knd.splits import assign_splits, kfold_test_actors
-from knd.train import fit
+from knd.data.processed import Processed, load_processed
+from knd.data.splits import assign_splits, kfold_test_actors
+from knd.models.classifier import Classifier
+from knd.models.features import band_stats
+from knd.training.evaluate import evaluate_split
+from knd.training.metrics import scalars
+from knd.training.train import fit
 
 HEADLINE = ("uar", "accuracy", "f1_macro", "f1_weighted")
 

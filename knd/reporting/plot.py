@@ -17,10 +17,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from knd.classifier import read_checkpoint
 from knd.config import FeatureConfig, from_dict
-from knd.features import FrontEnd
-from knd.make_dataset import Processed, load_processed
+from knd.data.processed import Processed, load_processed
+from knd.models.classifier import read_checkpoint
+from knd.models.features import FrontEnd
 
 
 def training_curves(history: list[dict], saved_epoch: int, n_classes: int, out: Path) -> None:

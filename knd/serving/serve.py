@@ -27,7 +27,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from knd.errors import KndError
-from knd.predict import load_predictor, result
+from knd.serving.predict import load_predictor, result
 
 MB = 1_000_000
 MAX_UPLOAD_SECONDS = 600  # decoded audio, not bytes: compressed uploads can claim hours
@@ -82,7 +82,7 @@ def create_app(model_path: str | Path, max_upload_bytes: int = 20 * MB) -> FastA
     """The service for one model file (.pt or .onnx), loaded here, once."""
     predictor = load_predictor(model_path)
     lock = threading.Lock()
-    page = files("knd").joinpath("static/index.html").read_text(encoding="utf-8")
+    page = files("knd.serving").joinpath("static/index.html").read_text(encoding="utf-8")
     health = Health(
         status="ok", model=Path(model_path).name, labels=predictor.labels, backend=predictor.backend
     )

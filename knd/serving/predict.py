@@ -1,0 +1,82 @@
+"""`knd predict`: find audio files, pick the backend for a model file, render the results.
+
+`load_predictor` chooses between `knd.serving.torch_backend` (a `.pt` checkpoint) and
+`knd.serving.onnx_backend` (an `.onnx` export, no torch); both share `knd.serving.predictor`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from knd.audio import AUDIO_EXTENSIONS
+from knd.errors import KndError
+from knd.serving.predictor import Predictor
+
+
+def load_predictor(path: str | Path, batch_size: int = 32) -> Predictor:
+    """The backend for a model file: `.pt` -> PyTorch, `.onnx` -> onnxruntime (no torch)."""
+    path = Path(path)
+    if not path.is_file():
+        raise KndError(f"{path}: model not found; train one with `knd train` (or `knd export`)")
+    if path.suffix == ".onnx":
+        from knd.serving.onnx_backend import OnnxPredictor
+
+        return OnnxPredictor(path, batch_size)
+    if path.suffix == ".pt":
+        from knd.serving.torch_backend import TorchPredictor
+
+        return TorchPredictor(path, batch_size)
+    raise KndError(f"{path}: unknown model type; expected a .pt checkpoint or an .onnx export")
+
+
+def result(path: str, probabilities: dict[str, float]) -> dict[str, Any]:
+    """The JSON object both `knd predict --format json` and `POST /predict` return."""
+    label = max(probabilities, key=probabilities.__getitem__)
+    return {"path": path, "label": label, "probabilities": probabilities}
+
+
+def predict_files(predictor: Predictor, files: Sequence[Path]) -> Iterator[dict[str, Any]]:
+    """One result (or `{"path", "error"}`) per file, in order; decodes `batch_size` at a time."""
+    for k in range(0, len(files), predictor.batch_size):
+        waves, records = [], []
+        for path in files[k : k + predictor.batch_size]:
+            try:
+                if path.is_dir():
+                    raise KndError(f"{path}: no audio files ({' '.join(AUDIO_EXTENSIONS)})")
+                waves.append(predictor.read(path))
+                records.append({"path": str(path)})
+            except KndError as err:
+                records.append({"path": str(path), "error": str(err).removeprefix(f"{path}: ")})
+        probabilities = iter(predictor.predict(waves))
+        for record in records:
+            yield record if "error" in record else result(record["path"], next(probabilities))
+
+
+def format_results(records: list[dict[str, Any]], fmt: str, labels: list[str], top_k: int) -> str:
+    """Render results as an aligned table (top-k probabilities), a JSON array or CSV."""
+    if fmt == "json":
+        return json.dumps(records, indent=2)
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.DictWriter(out, ["path", "label", *labels, "error"], lineterminator="\n")
+        writer.writeheader()
+        for r in records:
+            writer.writerow(
+                {"path": r["path"], "label": r.get("label", ""), "error": r.get("error", "")}
+                | r.get("probabilities", {})
+            )
+        return out.getvalue().rstrip("\n")
+    rows = [("path", "label", f"top-{top_k} probabilities")]
+    for r in records:
+        if "error" in r:
+            rows.append((r["path"], "-", f"error: {r['error']}"))
+        else:
+            top = sorted(r["probabilities"].items(), key=lambda kv: -kv[1])[:top_k]
+            rows.append((r["path"], r["label"], "  ".join(f"{k} {p:.3f}" for k, p in top)))
+    widths = [max(len(row[i]) for row in rows) for i in range(2)]
+    return "\n".join(f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c}".rstrip() for a, b, c in rows)

@@ -1,0 +1,85 @@
+"""Waveforms of any length -> class probabilities: the policy every backend shares.
+
+Long-clip policy: the model was trained on clips of one fixed duration (`features.duration`). A
+clip no longer than that is centre-padded with silence, exactly as in training (`fix_length`). A
+longer clip is cut into the fewest windows of that duration, evenly spaced from its first to its
+last sample, that overlap by at least 50%; the clip's probabilities are the mean of its windows'.
+Windows from many clips are batched together, so short clips share one forward pass.
+
+A backend (`knd.serving.torch_backend`, `knd.serving.onnx_backend`) only maps a batch of
+fixed-length windows to probabilities; decoding (`knd.audio.read_audio`) and the windowing above
+are written once, in numpy. This module knows no backend and imports neither torch nor
+onnxruntime.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from knd.audio import read_audio
+from knd.errors import KndError
+
+
+def centre_pad(wave: np.ndarray, size: int) -> np.ndarray:
+    """Zero-pad a short clip symmetrically to `size` samples (numpy twin of `fix_length`)."""
+    missing = size - len(wave)
+    if missing <= 0:
+        return wave
+    return np.pad(wave, (missing // 2, missing - missing // 2))
+
+
+def window_starts(length: int, size: int) -> list[int]:
+    """Start samples of the windows covering a clip of `length` samples (policy: see above)."""
+    if length <= size:
+        return [0]
+    count = math.ceil((length - size) / (size // 2)) + 1
+    return np.linspace(0, length - size, count).round().astype(int).tolist()
+
+
+class Predictor(ABC):
+    """Waveforms of any length -> class probabilities; a backend supplies `_forward`."""
+
+    backend: str
+
+    def __init__(self, labels: Sequence[str], sample_rate: int, num_samples: int, batch_size: int):
+        if batch_size < 1:
+            raise KndError(f"--batch-size: must be >= 1, got {batch_size}")
+        self.labels, self.sample_rate = list(labels), sample_rate
+        self.num_samples, self.batch_size = num_samples, batch_size
+
+    def read(
+        self,
+        source: str | Path | bytes | BinaryIO,
+        name: str | None = None,
+        max_seconds: float | None = None,
+    ) -> np.ndarray:
+        """Decode a file or bytes to mono float32 at `sample_rate`; raise `KndError` if unusable."""
+        return read_audio(source, self.sample_rate, name, max_seconds)
+
+    @abstractmethod
+    def _forward(self, windows: np.ndarray) -> np.ndarray:
+        """`(batch, num_samples)` float32 windows -> `(batch, classes)` probabilities."""
+
+    def predict(self, waves: Sequence[Any]) -> list[dict[str, float]]:
+        """Probabilities per label for each 1-D waveform (numpy or torch) at `sample_rate`."""
+        if not waves:
+            return []
+        clips = [centre_pad(np.asarray(w, dtype=np.float32), self.num_samples) for w in waves]
+        spans = [
+            (i, s)
+            for i, clip in enumerate(clips)
+            for s in window_starts(len(clip), self.num_samples)
+        ]
+        sums = np.zeros((len(clips), len(self.labels)))
+        for k in range(0, len(spans), self.batch_size):
+            chunk = spans[k : k + self.batch_size]
+            batch = np.stack([clips[i][s : s + self.num_samples] for i, s in chunk])
+            np.add.at(sums, [i for i, _ in chunk], self._forward(batch))
+        means = sums / np.bincount([i for i, _ in spans], minlength=len(clips))[:, None]
+        return [dict(zip(self.labels, p.tolist(), strict=True)) for p in means]
