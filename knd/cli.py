@@ -146,6 +146,21 @@ def predict(
 
 
 @app.command()
+def robustness(
+    model: AnyModel = DEFAULT_MODEL,
+    batch_size: Annotated[int, typer.Option(min=1, help="Windows per forward pass.")] = 32,
+) -> None:
+    """Test-split UAR and WA under changed recording conditions -> reports/robustness.json.
+
+    Level, white and babble noise, reverberation, telephone band, extra silence, cropping; a
+    table is printed and reports/robustness.png drawn.
+    """
+    from knd.training.robustness import robustness as run
+
+    run(model, batch_size=batch_size)
+
+
+@app.command()
 def serve(
     model: AnyModel = DEFAULT_MODEL,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",

@@ -1,4 +1,4 @@
-"""End to end through DVC on a small real subset: all five stages, outputs, and caching."""
+"""End to end through DVC on a small real subset: all six stages, outputs, and caching."""
 
 import json
 import subprocess
@@ -9,7 +9,7 @@ import torch
 import yaml
 from helpers.project import git_env, make_project
 
-STAGES = ("download", "make_dataset", "train", "evaluate", "plot")
+STAGES = ("download", "make_dataset", "train", "evaluate", "robustness", "plot")
 
 
 def dvc(project: Path, *args: str) -> str:
@@ -49,6 +49,9 @@ def test_all_stages_write_sensible_outputs(project):
         "emotion_examples.png",
     }
     assert (project / "dvclive/metrics.json").is_file()
+    robustness = json.loads((project / "reports/robustness.json").read_text())
+    assert robustness["clips"] == 30 and "reverb RT60 0.8 s" in robustness["conditions"]
+    assert (project / "reports/robustness.png").is_file()
     assert "reports/metrics.json" in dvc(project, "metrics", "show", "--json")
 
 
@@ -59,11 +62,11 @@ def test_caching_reruns_exactly_what_changed(project):
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["train"]["lr"] = params["train"]["lr"] / 2
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    assert ran(dvc(project, "repro")) == ["train", "evaluate", "plot"]
+    assert ran(dvc(project, "repro")) == ["train", "evaluate", "robustness", "plot"]
 
     params["features"]["n_mels"] = 48
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    assert ran(dvc(project, "repro")) == ["make_dataset", "train", "evaluate", "plot"]
+    assert ran(dvc(project, "repro")) == ["make_dataset", "train", "evaluate", "robustness", "plot"]
 
 
 @pytest.mark.slow
