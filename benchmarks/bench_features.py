@@ -20,7 +20,8 @@ import torch
 from knd.audio import audio_files
 from knd.config import FeatureConfig
 from knd.data.make_dataset import decode_all
-from knd.models.features import FrontEnd, extract
+from knd.data.processed import INT16_SCALE
+from knd.models.features import FrontEnd, extract, fix_length
 
 MIRROR = Path(__file__).resolve().parents[2] / "shared/data/ravdess/Audio_Speech_Actors_16k_dev.zip"
 
@@ -28,8 +29,9 @@ MIRROR = Path(__file__).resolve().parents[2] / "shared/data/ravdess/Audio_Speech
 def knd_features(paths: list[Path]) -> torch.Tensor:
     cfg = FeatureConfig()
     workers = os.cpu_count() or 1
-    decoded = decode_all(paths, cfg.sample_rate, cfg.num_samples, workers)
-    audio = torch.stack([torch.from_numpy(d) for d in decoded]).float() / 32767
+    decoded = decode_all(paths, cfg.sample_rate, workers)
+    crops = [fix_length(torch.from_numpy(d), cfg.num_samples) for d in decoded]
+    audio = torch.stack(crops).float() / INT16_SCALE
     torch.set_num_threads(workers)
     logmel = extract(FrontEnd(cfg), audio)
     mfcc_cfg = FeatureConfig(kind="mfcc")

@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 
 from knd.config import Config, compose, from_dict, to_dict
-from knd.data.processed import Processed
+from knd.data.processed import INT16_SCALE, Processed
 from knd.models.features import FrontEnd, band_stats, extract
 from knd.models.networks import MODELS, count_parameters
 from knd.training.train import Runtime, Trainer
@@ -33,20 +33,22 @@ def config(model: str) -> Config:
 
 def synthetic(cfg: Config, clips: int) -> Processed:
     gen = torch.Generator().manual_seed(0)
-    audio = (torch.randn(clips, cfg.features.num_samples, generator=gen) * 3000).to(torch.int16)
-    features = extract(FrontEnd(cfg.features), audio.float() / 32767)
+    size = cfg.features.num_samples
+    audio = (torch.randn(clips * size, generator=gen) * 3000).to(torch.int16)
+    features = extract(FrontEnd(cfg.features), audio.reshape(clips, size).float() / INT16_SCALE)
     mean, std = band_stats(features)
     meta = pd.DataFrame({"split": ["train"] * (clips - 8) + ["val"] * 8, "actor": 0})
     return Processed(
-        audio,
-        features,
-        torch.arange(clips) % 8,
-        [f"c{i}" for i in range(8)],
-        mean,
-        std,
-        to_dict(cfg.features),
-        "actor",
-        meta,
+        audio=audio,
+        offsets=torch.arange(clips + 1) * size,
+        features=features,
+        target=torch.arange(clips) % 8,
+        labels=[f"c{i}" for i in range(8)],
+        mean=mean,
+        std=std,
+        feature_config=to_dict(cfg.features),
+        split_strategy="actor",
+        meta=meta,
     )
 
 

@@ -34,9 +34,10 @@ MEANING = {
     "features.kind": "Model input: `logmel` (log mel spectrogram), `mfcc`, or `spectrogram` "
     "(log power, `n_fft/2+1` bins).",
     "features.sample_rate": "Every clip is resampled to this rate (Hz), mixed to mono.",
-    "features.duration": "Clip length in seconds: longer clips are centre-cropped, shorter ones "
-    "zero-padded on both sides. Prediction on longer audio averages 50%-overlapping windows of "
-    "this length.",
+    "features.duration": "Window length in seconds: the model sees this much audio at a time. "
+    "Shorter clips are zero-padded on both sides; longer ones are scored (by `predict`, "
+    "`serve`, `evaluate`, validation and `cv` alike) as the mean over windows of this length "
+    "that overlap by at least 50%, and trained on from their centre.",
     "features.n_fft": "STFT size in samples.",
     "features.win_length": "STFT window (Hann) in samples; at most `n_fft`.",
     "features.hop_length": "STFT hop in samples.",

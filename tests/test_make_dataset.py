@@ -9,9 +9,11 @@ import soundfile as sf
 import torch
 from helpers.project import TINY, compose_config
 
+from knd.audio import read_audio
 from knd.data.make_dataset import make_dataset
 from knd.data.processed import load_processed
 from knd.errors import KndError
+from knd.models.features import FrontEnd, fix_length
 
 SR = 16000
 
@@ -84,7 +86,8 @@ def test_bad_files_are_reported_and_skipped(tmp_path, capsys):
     assert json.loads((out / "summary.json").read_text()) == summary
 
     data = load_processed(out)
-    assert data.audio.shape == (128, cfg.features.num_samples) and data.audio.dtype == torch.int16
+    assert data.audio.dtype == torch.int16 and len(data.offsets) == 129
+    assert {len(data.clip(i)) for i in range(128)} == {round(1.5 * SR)}  # whole, at 16 kHz
     assert data.features.shape == (128, 64, cfg.features.num_frames)
     assert set(data.meta["split"]) == {"train", "val", "test"}
     assert {"path", "emotion", "intensity", "statement", "repetition", "actor", "gender"} <= set(
@@ -119,3 +122,33 @@ def test_label_sets(tmp_path, labels):
     data = load_processed(tmp_path / "p")
     assert len(data.labels) == {"emotion7": 7, "emotion_gender14": 14}[labels]
     assert "calm" not in " ".join(data.meta["label"])
+
+
+def test_clips_are_kept_whole_and_training_sees_their_centre(tmp_path):
+    raw, out = tmp_path / "raw", tmp_path / "processed"
+    _write_corpus(raw, actors=range(1, 7))
+    long = raw / "Actor_01" / f"{_clip_name(1, 2, 2, 1)}.wav"
+    sf.write(long, _speech_like(5.3, seed=7), SR, "PCM_16")  # longer than features.duration
+    cfg = compose_config(*TINY)
+    make_dataset(cfg, raw, out)
+    data = load_processed(out)
+
+    i = data.meta.index[data.meta["path"] == str(long.relative_to(raw))][0]
+    np.testing.assert_array_equal(data.clip(i), read_audio(long, SR))  # what `knd predict` reads
+    index = torch.tensor([0, 1, i])
+    crops = data.waves(index)
+    assert crops.shape == (3, cfg.features.num_samples)
+    assert torch.equal(crops[2], fix_length(torch.from_numpy(read_audio(long, SR)), len(crops[2])))
+    features = FrontEnd(cfg.features)(crops)
+    torch.testing.assert_close(data.features[index], features, rtol=0, atol=1e-4)
+
+
+def test_data_from_another_version_is_refused(tmp_path):
+    raw, out = tmp_path / "raw", tmp_path / "processed"
+    _write_corpus(raw, actors=range(1, 7))
+    make_dataset(compose_config(*TINY), raw, out)
+    data = torch.load(out / "features.pt", weights_only=True)
+    del data["offsets"]
+    torch.save(data, out / "features.pt")
+    with pytest.raises(KndError, match=r"features\.pt: written by another version of knd"):
+        load_processed(out)

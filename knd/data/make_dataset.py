@@ -1,9 +1,10 @@
 """Stage `make_dataset`: raw audio folder -> one tensor file, a metadata table and a summary.
 
 Every clip is decoded once (in worker processes, both cores), made mono at the configured rate and
-fixed length, and kept as 16-bit audio beside its features: training needs the waveform for
-augmentation, evaluation needs only the features. Bad files are reported and skipped, never
-guessed at; the outputs appear all at once or not at all.
+kept whole as 16-bit audio: evaluation scores whole clips, in windows, as `knd predict` does, and
+training augments waveforms. Beside it go the features of each clip's centre crop at
+`features.duration`, what training sees without waveform augmentation. Bad files are reported and
+skipped, never guessed at; the outputs appear all at once or not at all.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from knd.audio import AudioError, audio_files, load_audio
+from knd.audio import AudioError, audio_files, read_audio
 from knd.config import Config, to_dict
 from knd.data import ravdess
-from knd.data.processed import save_processed
+from knd.data.processed import INT16_SCALE, save_processed, to_int16
 from knd.data.splits import assign_splits
 from knd.errors import KndError
 from knd.models.features import FrontEnd, band_stats, extract, fix_length
@@ -35,19 +36,17 @@ class Skipped:
     detail: str = ""
 
 
-def _decode(args: tuple[str, int, int]) -> np.ndarray | AudioError:
-    path, sample_rate, num_samples = args
-    torch.set_num_threads(1)
+def _decode(args: tuple[str, int]) -> np.ndarray | AudioError:
+    path, sample_rate = args
     try:
-        wave = fix_length(load_audio(path, sample_rate), num_samples)
+        return to_int16(read_audio(path, sample_rate))
     except AudioError as err:
         return err
-    return (wave.clamp(-1, 1) * 32767).round().to(torch.int16).numpy()
 
 
-def decode_all(paths: list[Path], sample_rate: int, num_samples: int, workers: int) -> list:
-    """Decode clips in parallel; each result is int16 samples or the AudioError for that file."""
-    jobs = [(str(p), sample_rate, num_samples) for p in paths]
+def decode_all(paths: list[Path], sample_rate: int, workers: int) -> list:
+    """Decode whole clips in parallel; each result is int16 samples or the file's AudioError."""
+    jobs = [(str(p), sample_rate) for p in paths]
     bar = dict(total=len(jobs), desc="decode", unit="clip", disable=None)
     if workers <= 1:
         return [_decode(j) for j in tqdm(jobs, **bar)]
@@ -74,7 +73,7 @@ def make_dataset(
         keep.append(path)
 
     workers = min(os.cpu_count() or 1, 8)
-    decoded = decode_all(keep, cfg.features.sample_rate, cfg.features.num_samples, workers)
+    decoded = decode_all(keep, cfg.features.sample_rate, workers)
     good = [i for i, d in enumerate(decoded) if not isinstance(d, AudioError)]
     skipped += [Skipped(d.path, d.reason, d.detail) for d in decoded if isinstance(d, AudioError)]
     summary = _summary(len(paths), len(good), skipped)
@@ -83,16 +82,19 @@ def make_dataset(
 
     meta = pd.DataFrame([rows[i] for i in good]).reset_index(drop=True)
     meta["split"] = assign_splits(meta, cfg.split)
-    audio = torch.from_numpy(np.stack([decoded[i] for i in good]))
+    clips = [torch.from_numpy(decoded[i]) for i in good]
+    offsets = torch.from_numpy(np.cumsum([0, *map(len, clips)]))
     labels = ravdess.label_names(cfg.data.labels)
     target = torch.tensor([labels.index(x) for x in meta["label"]])
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
-    features = extract(FrontEnd(cfg.features), audio.float() / 32767)
+    crops = torch.stack([fix_length(c, cfg.features.num_samples) for c in clips])
+    features = extract(FrontEnd(cfg.features), crops.float() / INT16_SCALE)
     train = torch.tensor((meta["split"] == "train").to_numpy())
     mean, std = band_stats(features[train])
     data = {
-        "audio": audio,
+        "audio": torch.cat(clips),
+        "offsets": offsets,
         "features": features,
         "target": target,
         "labels": labels,

@@ -2,24 +2,38 @@
 
 The format lives here, apart from the code that makes it, so the stages that only read it do not
 depend on decoding or splitting code.
+
+Every clip is kept whole, as 16-bit samples laid end to end (`audio`, clip `i` between
+`offsets[i]` and `offsets[i + 1]`): evaluation scores whole clips the way `knd predict` does,
+while training takes fixed-length centre crops (`waves`), whose features are stored precomputed.
+Samples are scaled by 2^15 as libsndfile reads 16-bit PCM, so a 16-bit source already at
+`features.sample_rate` is stored exactly as `knd predict` reads it.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
+from knd.config import FeatureConfig, from_dict
 from knd.errors import KndError
+from knd.models.features import fix_length
 
 FEATURES_FILE = "features.pt"
 METADATA_FILE = "metadata.csv"
 SUMMARY_FILE = "summary.json"
+INT16_SCALE = 32768
+
+
+def to_int16(wave: np.ndarray) -> np.ndarray:
+    """Float samples -> int16, the inverse of `Processed.clip`; out-of-range ones are clipped."""
+    return np.clip(np.round(wave * INT16_SCALE), -INT16_SCALE, INT16_SCALE - 1).astype(np.int16)
 
 
 @dataclass
@@ -27,6 +41,7 @@ class Processed:
     """What `make_dataset` wrote, as `train`, `evaluate` and `plot` read it."""
 
     audio: torch.Tensor
+    offsets: torch.Tensor
     features: torch.Tensor
     target: torch.Tensor
     labels: list[str]
@@ -39,8 +54,15 @@ class Processed:
     def indices(self, split: str) -> torch.Tensor:
         return torch.from_numpy(np.flatnonzero(self.meta["split"].to_numpy() == split))
 
+    def clip(self, i: int) -> np.ndarray:
+        """Clip `i` whole, as float32 samples at `features.sample_rate`."""
+        samples = self.audio[self.offsets[i] : self.offsets[i + 1]].numpy()
+        return samples.astype(np.float32) / INT16_SCALE
+
     def waves(self, index: torch.Tensor) -> torch.Tensor:
-        return self.audio[index].float() / 32767
+        """Clips `index` centre-cropped or padded to the training length, as in training."""
+        size = from_dict(FeatureConfig, self.feature_config).num_samples
+        return torch.stack([fix_length(torch.from_numpy(self.clip(i)), size) for i in index])
 
 
 def load_processed(data_dir: Path = Path("data/processed")) -> Processed:
@@ -49,6 +71,11 @@ def load_processed(data_dir: Path = Path("data/processed")) -> Processed:
         meta = pd.read_csv(data_dir / METADATA_FILE)
     except FileNotFoundError as err:
         raise KndError(f"{err.filename}: not found; run `knd make-dataset` first") from None
+    if set(data) != {f.name for f in fields(Processed)} - {"meta"}:
+        raise KndError(
+            f"{data_dir / FEATURES_FILE}: written by another version of knd; "
+            "run `knd make-dataset` again"
+        )
     return Processed(meta=meta, **data)
 
 

@@ -1,10 +1,14 @@
-"""Waveforms of any length -> class probabilities: the policy every backend shares.
+"""Waveforms of any length -> class probabilities: the one policy for every clip knd scores.
 
 Long-clip policy: the model was trained on clips of one fixed duration (`features.duration`). A
 clip no longer than that is centre-padded with silence, exactly as in training (`fix_length`). A
 longer clip is cut into the fewest windows of that duration, evenly spaced from its first to its
 last sample, that overlap by at least 50%; the clip's probabilities are the mean of its windows'.
 Windows from many clips are batched together, so short clips share one forward pass.
+
+`knd predict`, `knd serve` and every number knd reports (validation during training, the
+`evaluate` stage, the test folds of `knd cv`) score clips through `Predictor.probabilities`, so a
+reported metric is what prediction on the same files gives.
 
 A backend (`knd.serving.torch_backend`, `knd.serving.onnx_backend`) only maps a batch of
 fixed-length windows to probabilities; decoding (`knd.audio.read_audio`) and the windowing above
@@ -68,8 +72,12 @@ class Predictor(ABC):
 
     def predict(self, waves: Sequence[Any]) -> list[dict[str, float]]:
         """Probabilities per label for each 1-D waveform (numpy or torch) at `sample_rate`."""
+        return [dict(zip(self.labels, p.tolist(), strict=True)) for p in self.probabilities(waves)]
+
+    def probabilities(self, waves: Sequence[Any]) -> np.ndarray:
+        """`predict` as a `(clips, classes)` array, in the order of `labels`."""
         if not waves:
-            return []
+            return np.zeros((0, len(self.labels)))
         clips = [centre_pad(np.asarray(w, dtype=np.float32), self.num_samples) for w in waves]
         spans = [
             (i, s)
@@ -81,5 +89,4 @@ class Predictor(ABC):
             chunk = spans[k : k + self.batch_size]
             batch = np.stack([clips[i][s : s + self.num_samples] for i, s in chunk])
             np.add.at(sums, [i for i, _ in chunk], self._forward(batch))
-        means = sums / np.bincount([i for i, _ in spans], minlength=len(clips))[:, None]
-        return [dict(zip(self.labels, p.tolist(), strict=True)) for p in means]
+        return sums / np.bincount([i for i, _ in spans], minlength=len(clips))[:, None]

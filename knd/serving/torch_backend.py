@@ -6,21 +6,29 @@ torch is imported when a predictor is made, not with this module's callers.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from knd.serving.predictor import Predictor
 
+if TYPE_CHECKING:
+    from knd.models.classifier import Classifier
+
 
 class TorchPredictor(Predictor):
-    """The checkpoint's own `Classifier` (front end, normalisation, network) plus a softmax."""
+    """The checkpoint's own `Classifier` (front end, normalisation, network) plus a softmax.
+
+    `model` is a checkpoint file, or a `Classifier` in memory (evaluation during training): that
+    one is switched to eval mode and scored on its own device.
+    """
 
     backend = "torch"
 
-    def __init__(self, path: str | Path, batch_size: int = 32):
+    def __init__(self, model: str | Path | Classifier, batch_size: int = 32):
         from knd.models.classifier import Classifier
 
-        self.model = Classifier.load(path)
+        self.model = model.eval() if isinstance(model, Classifier) else Classifier.load(model)
         cfg = self.model.feature_cfg
         super().__init__(self.model.labels, cfg.sample_rate, cfg.num_samples, batch_size)
 
@@ -28,4 +36,5 @@ class TorchPredictor(Predictor):
         import torch
 
         with torch.inference_mode():
-            return torch.softmax(self.model(torch.from_numpy(windows)), dim=-1).numpy()
+            x = torch.from_numpy(windows).to(self.model.mean.device)
+            return torch.softmax(self.model(x).float(), dim=-1).cpu().numpy()

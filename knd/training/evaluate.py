@@ -1,7 +1,10 @@
 """Stage `evaluate`: test-split metrics of the trained model, as DVC metrics and plots.
 
 Test clips come from actors the model never heard (unless the split is the leaky `random` one,
-which the metrics then say in so many words).
+which the metrics then say in so many words). Every clip is scored whole, by `knd predict`'s own
+code (`knd.serving.predictor`: windows of the training duration, probabilities averaged), so
+`reports/predictions.csv` is what `knd predict` says about the same files. Validation in
+`train` and the test folds of `knd cv` score clips the same way, through `predict_split`.
 """
 
 from __future__ import annotations
@@ -9,12 +12,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
 from knd.config import Config
 from knd.data.processed import Processed, load_processed
 from knd.models.classifier import Classifier
+from knd.serving.torch_backend import TorchPredictor
 from knd.training.metrics import classification_metrics, scalars
 
 LEAKY_NOTE = (
@@ -23,30 +28,17 @@ LEAKY_NOTE = (
 )
 
 
-@torch.no_grad()
-def predict_logits(
-    model: Classifier, data: Processed, index: torch.Tensor, batch_size: int = 64
-) -> torch.Tensor:
-    """Logits from the stored features (made by the same front end as the model's own)."""
-    model.eval()
-    device = model.mean.device
-    chunks = index.split(batch_size)
-    return torch.cat(
-        [model.net(model.normalise(data.features[c].to(device))).float().cpu() for c in chunks]
-    )
-
-
 def predict_split(
     model: Classifier, data: Processed, split: str
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Row indices of `split` and the predicted class of each."""
+) -> tuple[torch.Tensor, np.ndarray]:
+    """Row indices of `split` and each clip's probabilities, `(clips, classes)`."""
     index = data.indices(split)
-    return index, predict_logits(model, data, index).argmax(dim=1)
+    return index, TorchPredictor(model).probabilities([data.clip(i) for i in index])
 
 
 def evaluate_split(model: Classifier, data: Processed, split: str) -> dict:
-    index, preds = predict_split(model, data, split)
-    return classification_metrics(preds, data.target[index], data.labels)
+    index, probabilities = predict_split(model, data, split)
+    return classification_metrics(torch.from_numpy(probabilities), data.target[index], data.labels)
 
 
 def evaluate(
@@ -58,8 +50,10 @@ def evaluate(
     """Write the test metrics; with `cfg`, also log them to W&B as the `evaluate` run."""
     data = load_processed(data_dir)
     model = Classifier.load(model_path)
-    index, preds = predict_split(model, data, "test")
-    metrics = classification_metrics(preds, data.target[index], data.labels)
+    index, probabilities = predict_split(model, data, "test")
+    metrics = classification_metrics(
+        torch.from_numpy(probabilities), data.target[index], data.labels
+    )
     test_meta = data.meta.iloc[index.numpy()]
     summary = {
         **{k: round(v, 4) for k, v in scalars(metrics).items()},
@@ -77,9 +71,10 @@ def evaluate(
         {
             "path": test_meta["path"].to_numpy(),
             "actual": [data.labels[i] for i in data.target[index]],
-            "predicted": [data.labels[i] for i in preds],
+            "predicted": [data.labels[i] for i in probabilities.argmax(axis=1)],
+            **dict(zip(data.labels, probabilities.T, strict=True)),
         }
-    ).to_csv(reports / "predictions.csv", index=False)
+    ).to_csv(reports / "predictions.csv", index=False, float_format="%.6f")
     pd.DataFrame([{"label": k, **v} for k, v in metrics["per_class"].items()]).to_csv(
         reports / "per_class.csv", index=False
     )

@@ -19,7 +19,10 @@ from torchmetrics.functional.classification import (
 def classification_metrics(
     preds: torch.Tensor, target: torch.Tensor, labels: list[str]
 ) -> dict[str, float | dict | list]:
-    """`preds` are class indices; returns scalars, per-class scores and the confusion matrix."""
+    """`preds`: class indices, or `(clips, classes)` scores whose argmax is the class.
+
+    Returns scalars, per-class scores and the confusion matrix.
+    """
     n = len(labels)
     kw = dict(num_classes=n)
     per_class = {
