@@ -231,6 +231,7 @@ def fit(cfg: Config, data: Processed, model_path: Path, live_dir: Path, state_pa
     live = tracker = None
     if rt.main:
         from dvclive import Live
+
         from knd.training.tracking import Tracker
 
         live = Live(str(live_dir), resume=resumed, dvcyaml=None, save_dvc_exp=False, report=None)
