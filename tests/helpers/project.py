@@ -129,3 +129,12 @@ def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
     out, err = capsys.readouterr()
     return exit_.value.code or 0, out, err
 
+
+def experiments(show: list[dict]) -> list[dict]:
+    """The experiments' `data` blocks from `dvc exp show --json`, under any baseline."""
+    return [
+        rev["data"]
+        for baseline in show
+        for exp in baseline.get("experiments") or []
+        for rev in exp["revs"]
+    ]
