@@ -11,7 +11,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from helpers.project import MIRROR, SUBSET_ACTORS, TINY, compose_config
+from helpers.project import SUBSET_ACTORS, TINY, archive, compose_config
+
+pytest_plugins = ["pytester", "helpers.strict_skips"]
 
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
@@ -20,10 +22,8 @@ os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 @pytest.fixture(scope="session")
 def subset_zip(tmp_path_factory) -> Path:
     """15 clips (every emotion and intensity, one statement and repetition) of 8 actors."""
-    if not MIRROR.is_file():
-        pytest.skip(f"RAVDESS mirror not found at {MIRROR} (../shared is absent)")
     out = tmp_path_factory.mktemp("subset") / "ravdess_subset.zip"
-    with zipfile.ZipFile(MIRROR) as src, zipfile.ZipFile(out, "w") as dst:
+    with zipfile.ZipFile(archive()) as src, zipfile.ZipFile(out, "w") as dst:
         for name in src.namelist():
             stem = Path(name).stem.split("-")
             if len(stem) == 7 and int(stem[6]) in SUBSET_ACTORS and stem[4] == stem[5] == "01":

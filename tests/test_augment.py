@@ -1,6 +1,7 @@
 """Each augmentation does what it says, only when switched on, reproducibly."""
 
 import dataclasses
+import math
 
 import pytest
 import torch
@@ -73,10 +74,28 @@ def test_speed_changes_the_pitch_and_keeps_the_length():
     assert peak(out) == pytest.approx(peak(wave) * 1.25, rel=0.02)
 
 
-def test_pitch_shift_changes_the_pitch():
-    wave = _wave(1)
-    out = _only(pitch_p=1.0, pitch_semitones=4.0).waveform(wave, _gen(3))
-    assert out.shape == wave.shape and not torch.allclose(out, wave, atol=1e-3)
+def _dominant_hz(wave: torch.Tensor, rate: int = 16000) -> float:
+    """The strongest frequency, to a tenth of a 1 Hz bin (parabolic peak interpolation)."""
+    spectrum = torch.fft.rfft(wave * torch.hann_window(len(wave))).abs().log()
+    k = int(spectrum[1:-1].argmax()) + 1
+    a, b, c = spectrum[k - 1 : k + 2].tolist()
+    return (k + 0.5 * (a - c) / (a - 2 * b + c)) * rate / len(wave)
+
+
+@pytest.mark.slow  # torchaudio's pitch_shift takes seconds per call on a CPU
+def test_pitch_shift_moves_by_whole_semitones_within_range():
+    t = torch.arange(16000) / 16000
+    tone = sum(torch.sin(2 * torch.pi * 220 * k * t) / k for k in range(1, 6)).unsqueeze(0)
+    assert _dominant_hz(tone[0]) == pytest.approx(220, abs=0.1)
+    aug = _only(pitch_p=1.0, pitch_semitones=4.0)
+    shifts = []
+    for seed in (0, 3):  # seeds that draw an upward and a downward shift
+        out = aug.waveform(tone, _gen(seed))
+        assert out.shape == tone.shape
+        shifts.append(12 * math.log2(_dominant_hz(out[0]) / 220))
+    steps = [round(s) for s in shifts]
+    assert shifts == pytest.approx(steps, abs=0.05), "a frequency ratio of 2^(n/12), n whole"
+    assert all(-4 <= n <= 4 for n in steps) and min(steps) < 0 < max(steps), steps
 
 
 def test_specaugment_masks_bands_and_frames():

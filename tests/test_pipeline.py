@@ -4,10 +4,12 @@ import json
 import subprocess
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 import yaml
-from helpers.project import git_env, make_project
+from helpers.project import experiments, git_env, make_project
 
 STAGES = ("download", "make_dataset", "train", "evaluate", "robustness", "plot")
 
@@ -32,27 +34,44 @@ def project(subset_zip, tmp_path_factory) -> Path:
 
 
 @pytest.mark.slow
-def test_all_stages_write_sensible_outputs(project):
+def test_all_stages_write_outputs_that_agree(project):
     summary = json.loads((project / "data/processed/summary.json").read_text())
     assert summary["kept"] == 120 and summary["skipped"] == 0
-    metrics = json.loads((project / "reports/metrics.json").read_text())
-    for key in ("accuracy", "uar", "f1_macro", "f1_weighted"):
-        assert 0.0 <= metrics[key] <= 1.0
-    assert metrics["split"] == "actor" and metrics["test_actors"] == 2
+    meta = pd.read_csv(project / "data/processed/metadata.csv")
     checkpoint = torch.load(project / "models/model.pt", weights_only=True)
     assert checkpoint["labels"][0] == "neutral" and checkpoint["model_config"]["name"] == "sernet"
-    figures = {p.name for p in (project / "reports/figures").glob("*.png")}
-    assert figures == {
-        "training_curves.png",
+
+    # metrics.json is what predictions.csv says, on actors that training never heard
+    metrics = json.loads((project / "reports/metrics.json").read_text())
+    predictions = pd.read_csv(project / "reports/predictions.csv")
+    assert metrics["split"] == "actor" and metrics["test_clips"] == len(predictions) == 2 * 15
+    assert set(predictions["actual"]) == set(checkpoint["labels"])  # every class is tested
+    hits = predictions["actual"] == predictions["predicted"]
+    assert metrics["accuracy"] == pytest.approx(hits.mean(), abs=1e-4)
+    assert metrics["uar"] == pytest.approx(
+        hits.groupby(predictions["actual"]).mean().mean(), abs=1e-4
+    )
+    cm = np.array(json.loads((project / "reports/evaluation.json").read_text())["confusion_matrix"])
+    assert cm.sum() == len(predictions) and np.trace(cm) == hits.sum()
+    tested = {int(Path(path).stem.split("-")[6]) for path in predictions["path"]}
+    assert len(tested) == metrics["test_actors"] == 2
+    assert tested == set(meta.loc[meta["split"] == "test", "actor"])
+    assert not tested & set(meta.loc[meta["split"] != "test", "actor"])
+
+    figures = {p.name: p.read_bytes() for p in (project / "reports/figures").iterdir()}
+    assert sorted(figures) == [
         "confusion_matrix.png",
-        "per_class.png",
         "emotion_examples.png",
-    }
+        "per_class.png",
+        "training_curves.png",
+    ]
+    assert all(data.startswith(b"\x89PNG\r\n\x1a\n") for data in figures.values())
     assert (project / "dvclive/metrics.json").is_file()
     robustness = json.loads((project / "reports/robustness.json").read_text())
-    assert robustness["clips"] == 30 and "reverb RT60 0.8 s" in robustness["conditions"]
-    assert (project / "reports/robustness.png").is_file()
-    assert "reports/metrics.json" in dvc(project, "metrics", "show", "--json")
+    assert robustness["clips"] == len(predictions) and "reverb RT60 0.8 s" in robustness["conditions"]
+    assert (project / "reports/robustness.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    shown = json.loads(dvc(project, "metrics", "show", "--json"))
+    assert shown[""]["data"]["reports/metrics.json"]["data"] == metrics
 
 
 @pytest.mark.slow
@@ -76,5 +95,8 @@ def test_exp_run_set_params_recomposes_conf(project):
     params = yaml.safe_load((project / "params.yaml").read_text())
     assert params["model"]["name"] == "cnn" and params["train"]["optimizer"] == "adam"
     assert params["train"]["epochs"] == 1
-    shown = json.loads(dvc(project, "exp", "show", "--json"))
-    assert shown, "dvc exp show lists the experiment"
+    (shown,) = experiments(json.loads(dvc(project, "exp", "show", "--json")))
+    assert shown["params"]["params.yaml"]["data"] == params
+    assert shown["metrics"]["reports/metrics.json"]["data"] == json.loads(
+        (project / "reports/metrics.json").read_text()
+    )

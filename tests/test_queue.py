@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers.project import git_env, make_project, run
+from helpers.project import experiments, git_env, make_project, run
 
 LRS = (0.001, 0.0003)
 
@@ -33,16 +33,6 @@ def wait_for_queue(project: Path, timeout: float = 900) -> str:
 def failure_logs(project: Path, status: str) -> str:
     failed = [line.split()[0] for line in status.splitlines() if line.endswith("Failed")]
     return "\n".join(run(project, "dvc", "queue", "logs", task, env=git_env()) for task in failed)
-
-
-def experiments(show: list[dict]) -> list[dict]:
-    """The experiments' `data` blocks from `dvc exp show --json`, under any baseline."""
-    return [
-        rev["data"]
-        for baseline in show
-        for exp in baseline.get("experiments") or []
-        for rev in exp["revs"]
-    ]
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""Test audio: a speech-like signal made on the spot, and real clips from the mirror."""
+"""Test audio: a speech-like signal made on the spot, and real clips from the RAVDESS archive."""
 
 from __future__ import annotations
 
@@ -6,9 +6,8 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-import pytest
 
-from helpers.project import MIRROR
+from helpers.project import archive
 
 RATE = 16_000
 
@@ -25,9 +24,7 @@ def voice(seconds: float, rate: int = RATE, f0: float = 150.0, seed: int = 0) ->
 
 
 def mirror_clips(count: int) -> dict[str, bytes]:
-    """`count` real RAVDESS wavs spread over the mirror (name -> bytes), or skip."""
-    if not MIRROR.is_file():
-        pytest.skip(f"RAVDESS mirror not found at {MIRROR} (../shared is absent)")
-    with zipfile.ZipFile(MIRROR) as z:
+    """`count` real RAVDESS wavs spread over the test archive (name -> bytes), or skip."""
+    with zipfile.ZipFile(archive()) as z:
         names = sorted(n for n in z.namelist() if n.endswith(".wav"))
         return {Path(n).name: z.read(n) for n in names[:: len(names) // count][:count]}

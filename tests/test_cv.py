@@ -1,0 +1,86 @@
+"""Cross-validation by actor: per-fold splits and normalisation, and the summary it reports."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from helpers.project import compose_config
+
+from knd.data.processed import Processed
+from knd.data.splits import kfold_test_actors
+from knd.training.cv import fold_data, format_table, summarise
+
+ACTORS = list(range(1, 25))
+CLIPS, BINS, FRAMES = 4, 3, 5
+
+
+@pytest.fixture
+def data() -> Processed:
+    """Every value of actor a's features in bin b is a * (b + 1): statistics say whose they are."""
+    meta = pd.DataFrame(
+        [{"actor": a, "label": f"e{c}", "split": "train"} for a in ACTORS for c in range(CLIPS)]
+    )
+    actor = torch.tensor(meta["actor"].to_numpy(), dtype=torch.float32)
+    features = actor[:, None, None] * torch.arange(1.0, BINS + 1)[None, :, None]
+    return Processed(
+        audio=torch.zeros(len(meta), 10, dtype=torch.int16),
+        features=features.expand(-1, -1, FRAMES).contiguous(),
+        target=torch.tensor([int(label[1]) for label in meta["label"]]),
+        labels=[f"e{c}" for c in range(CLIPS)],
+        mean=torch.zeros(BINS),
+        std=torch.ones(BINS),
+        feature_config={},
+        split_strategy="actor",
+        meta=meta,
+    )
+
+
+def test_each_fold_normalises_with_its_training_actors_only(data):
+    cfg = compose_config("split=kfold")
+    folds = kfold_test_actors(ACTORS, cfg.split.k, cfg.split.seed)
+    tested = []
+    for fold in range(cfg.split.k):
+        fdata = fold_data(data, cfg, fold)
+        actors = {
+            split: set(fdata.meta.loc[fdata.meta["split"] == split, "actor"])
+            for split in ("train", "val", "test")
+        }
+        assert actors["test"] == set(folds[fold]) and len(actors["val"]) == cfg.split.val_actors
+        assert actors["train"] == set(ACTORS) - actors["test"] - actors["val"]
+        tested += actors["test"]
+
+        values = np.repeat(sorted(actors["train"]), CLIPS * FRAMES).astype(float)
+        scale = np.arange(1, BINS + 1)
+        np.testing.assert_allclose(fdata.mean, values.mean() * scale, rtol=1e-6)
+        np.testing.assert_allclose(fdata.std, values.std(ddof=1) * scale, rtol=1e-5)
+        assert fdata.split_strategy == "kfold"
+    assert sorted(tested) == ACTORS, "every actor is tested exactly once"
+    assert set(data.meta["split"]) == {"train"} and torch.equal(data.mean, torch.zeros(BINS))
+
+
+def test_summary_and_table_report_mean_and_spread():
+    cfg = compose_config("split=kfold")
+    results = [
+        {"fold": 0, "test_actors": [1, 2], "seconds": 9.0, "uar": 0.5, "accuracy": 0.6}
+        | {"f1_macro": 0.4, "f1_weighted": 0.45},
+        {"fold": 1, "test_actors": [3, 4], "seconds": 8.0, "uar": 0.7, "accuracy": 0.7}
+        | {"f1_macro": 0.6, "f1_weighted": 0.55},
+    ]
+    summary = summarise(results, cfg)
+    assert (summary["model"], summary["k"], summary["epochs"]) == (
+        cfg.model.name,
+        cfg.split.k,
+        cfg.train.epochs,
+    )
+    assert summary["folds"] == results
+    assert summary["uar"] == {"mean": 0.6, "std": 0.1414}  # stdev of 0.5 and 0.7: 0.1 * sqrt(2)
+    assert summary["accuracy"] == {"mean": 0.65, "std": 0.0707}
+    assert summary["f1_weighted"] == {"mean": 0.5, "std": 0.0707}
+    assert format_table(summary).splitlines()[2:] == [
+        "| 0 | 1,2 | 0.500 | 0.600 | 0.400 |",
+        "| 1 | 3,4 | 0.700 | 0.700 | 0.600 |",
+        "| mean ± std | | 0.600 ± 0.141 | 0.650 ± 0.071 | 0.500 ± 0.141 |",
+    ]
+    assert summarise(results[:1], cfg)["uar"] == {"mean": 0.5, "std": 0.0}
