@@ -6,18 +6,20 @@ import dataclasses
 
 import pytest
 import torch
+from helpers.models import TINY_CNN
+from helpers.project import compose_config
 
 import knd.models.classifier
-from knd.config import FeatureConfig, ModelConfig
+from knd.config import ModelConfig
 from knd.errors import KndError
 from knd.models.classifier import Classifier, read_checkpoint
 from knd.models.networks import build_model
 
 LABELS = ["neutral", "happy", "sad", "angry"]
-FEATURES = FeatureConfig(duration=1.0)
+FEATURES = compose_config("features.duration=1.0").features
 MODELS = {
-    "cnn": ModelConfig(name="cnn", channels=[8, 16]),
-    "sernet": ModelConfig(name="sernet", channels=[8, 16, 16, 32], pooling="attention"),
+    "cnn": compose_config(*TINY_CNN).model,
+    "sernet": compose_config("model=sernet", "model.channels=[8,16,16,32]").model,
 }
 
 
