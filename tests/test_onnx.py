@@ -115,6 +115,19 @@ def test_a_foreign_onnx_file_is_refused_with_a_reason(tmp_path):
         load_predictor(tmp_path / "bare.onnx")
 
 
+def test_an_export_whose_feature_config_lacks_a_key_is_refused(tmp_path):
+    """No code default stands in for a key the export lacks (here the one whose meaning changed)."""
+    path = tmp_path / "model.onnx"
+    export_onnx(make_checkpoint(tmp_path / "model.pt"), path)
+    model = onnx.load(path)
+    (meta,) = [p for p in model.metadata_props if p.key == "knd.feature_config"]
+    meta.value = json.dumps({k: v for k, v in json.loads(meta.value).items() if k != "log_floor"})
+    onnx.save(model, path)
+    with pytest.raises(KndError) as err:
+        load_predictor(path)
+    assert str(err.value).startswith(f"{path}: ") and "log_floor: missing" in str(err.value)
+
+
 # --- audio: one reader for both backends --------------------------------------------------------
 
 
