@@ -18,23 +18,24 @@ from pathlib import Path
 import torch
 
 from knd.audio import audio_files
-from knd.config import FeatureConfig
+from knd.config import compose_config
 from knd.data.make_dataset import decode_all
 from knd.data.processed import INT16_SCALE
 from knd.models.features import FrontEnd, extract, fix_length
 
-MIRROR = Path(__file__).resolve().parents[2] / "shared/data/ravdess/Audio_Speech_Actors_16k_dev.zip"
+ROOT = Path(__file__).resolve().parents[1]
+MIRROR = ROOT.parent / "shared/data/ravdess/Audio_Speech_Actors_16k_dev.zip"
 
 
 def knd_features(paths: list[Path]) -> torch.Tensor:
-    cfg = FeatureConfig()
+    cfg = compose_config(ROOT / "conf").features
     workers = os.cpu_count() or 1
     decoded = decode_all(paths, cfg.sample_rate, workers)
     crops = [fix_length(torch.from_numpy(d), cfg.num_samples) for d in decoded]
     audio = torch.stack(crops).float() / INT16_SCALE
     torch.set_num_threads(workers)
     logmel = extract(FrontEnd(cfg), audio)
-    mfcc_cfg = FeatureConfig(kind="mfcc")
+    mfcc_cfg = compose_config(ROOT / "conf", "features=mfcc").features
     return logmel, extract(FrontEnd(mfcc_cfg), audio)
 
 

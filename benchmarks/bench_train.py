@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from knd.config import Config, compose, from_dict, to_dict
+from knd.config import Config, compose_config, to_dict
 from knd.data.processed import INT16_SCALE, Processed
 from knd.models.features import FrontEnd, band_stats, extract
 from knd.models.networks import MODELS, count_parameters
@@ -28,7 +28,7 @@ CLIPS_PER_EPOCH = 840
 
 def config(model: str) -> Config:
     conf = Path(__file__).resolve().parents[1] / "conf"
-    return from_dict(Config, compose(conf, f"model={model}"))
+    return compose_config(conf, f"model={model}")
 
 
 def synthetic(cfg: Config, clips: int) -> Processed:

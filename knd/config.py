@@ -3,6 +3,10 @@
 Every stage reads `params.yaml` rather than composing `conf/` itself, so `dvc exp run -S ...`
 overrides are always seen. Loading validates every key and value: a typo fails at once with the
 file, the key and the allowed choices, instead of deep inside training.
+
+`conf/` is the one place defaults and descriptions live: the dataclasses have no defaults, so a
+key missing from `params.yaml` (or from a checkpoint's stored config) is an error, never a
+silent stand-in value. Code that needs the defaults composes `conf/` (`compose_config`).
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import dataclasses
 import difflib
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -21,9 +25,6 @@ from knd.errors import KndError
 
 T = TypeVar("T")
 
-ZENODO_URL = "https://zenodo.org/records/1188976/files/Audio_Speech_Actors_01-24.zip?download=1"
-ZENODO_MD5 = "bc696df654c87fed845eb13823edef8a"
-
 
 class ConfigError(KndError):
     """A bad key or value in the configuration."""
@@ -31,10 +32,10 @@ class ConfigError(KndError):
 
 @dataclass
 class DataConfig:
-    url: str = ZENODO_URL
-    md5: str = ZENODO_MD5
-    labels: Literal["emotion8", "emotion7", "emotion_gender14"] = "emotion8"
-    max_skipped_fraction: float = 0.05
+    url: str
+    md5: str
+    labels: Literal["emotion8", "emotion7", "emotion_gender14"]
+    max_skipped_fraction: float
 
     def __post_init__(self):
         _check(0.0 <= self.max_skipped_fraction <= 1.0, "data.max_skipped_fraction", "in [0, 1]")
@@ -44,17 +45,17 @@ class DataConfig:
 class FeatureConfig:
     """How a waveform becomes the model's input; stored in every checkpoint."""
 
-    kind: Literal["logmel", "mfcc", "spectrogram"] = "logmel"
-    sample_rate: int = 16000
-    duration: float = 4.0
-    n_fft: int = 640
-    win_length: int = 640
-    hop_length: int = 256
-    n_mels: int = 64
-    n_mfcc: int = 40
-    f_min: float = 0.0
-    f_max: float = 8000.0
-    log_floor: float = 1e-7
+    kind: Literal["logmel", "mfcc", "spectrogram"]
+    sample_rate: int
+    duration: float
+    n_fft: int
+    win_length: int
+    hop_length: int
+    n_mels: int
+    n_mfcc: int
+    f_min: float
+    f_max: float
+    log_floor: float
 
     def __post_init__(self):
         for key in ("sample_rate", "n_fft", "win_length", "hop_length", "n_mels", "n_mfcc"):
@@ -85,14 +86,14 @@ class FeatureConfig:
 class SplitConfig:
     """`actor` and `kfold` hold speakers out; `random` leaks them and exists only for comparison."""
 
-    strategy: Literal["actor", "kfold", "random"] = "actor"
-    seed: int = 42
-    test_actors: int = 4
-    val_actors: int = 2
-    k: int = 5
-    fold: int = 0
-    test_fraction: float = 0.2
-    val_fraction: float = 0.1
+    strategy: Literal["actor", "kfold", "random"]
+    seed: int
+    test_actors: int
+    val_actors: int
+    k: int
+    fold: int
+    test_fraction: float
+    val_fraction: float
 
     def __post_init__(self):
         _check(
@@ -109,16 +110,16 @@ class SplitConfig:
 class ModelConfig:
     """Architecture and its size; `name` picks the class in `knd.models.networks`."""
 
-    name: Literal["cnn", "resnet18", "acnt", "vgg", "sernet"] = "cnn"
-    channels: list[int] = field(default_factory=lambda: [32, 64, 128, 256])
-    dropout: float = 0.25
-    pretrained: bool = False
-    use_transformer: bool = True
-    d_model: int = 128
-    n_heads: int = 4
-    n_layers: int = 2
-    pooling: Literal["mean", "stats", "attention"] = "mean"
-    members: int = 1
+    name: Literal["cnn", "resnet18", "acnt", "vgg", "sernet"]
+    channels: list[int]
+    dropout: float
+    pretrained: bool
+    use_transformer: bool
+    d_model: int
+    n_heads: int
+    n_layers: int
+    pooling: Literal["mean", "stats", "attention"]
+    members: int
 
     def __post_init__(self):
         _check(self.members >= 1, "model.members", ">= 1 (1 = a single network)")
@@ -131,19 +132,19 @@ class ModelConfig:
 class AugmentConfig:
     """Training-split augmentation; every switch is independent, validation/test never see it."""
 
-    gain_db: float = 6.0
-    noise_snr_db: list[float] = field(default_factory=lambda: [10.0, 40.0])
-    noise_p: float = 0.5
-    time_shift: float = 0.25
-    polarity_p: float = 0.5
-    pitch_semitones: float = 0.0
-    pitch_p: float = 0.0
-    speed: list[float] = field(default_factory=lambda: [1.0, 1.0])
-    freq_masks: int = 2
-    freq_mask_width: int = 8
-    time_masks: int = 2
-    time_mask_width: int = 25
-    mixup_alpha: float = 0.2
+    gain_db: float
+    noise_snr_db: list[float]
+    noise_p: float
+    time_shift: float
+    polarity_p: float
+    pitch_semitones: float
+    pitch_p: float
+    speed: list[float]
+    freq_masks: int
+    freq_mask_width: int
+    time_masks: int
+    time_mask_width: int
+    mixup_alpha: float
 
     def __post_init__(self):
         for key in ("noise_p", "polarity_p", "pitch_p"):
@@ -166,20 +167,20 @@ class AugmentConfig:
 
 @dataclass
 class TrainConfig:
-    seed: int = 42
-    epochs: int = 30
-    batch_size: int = 32
-    optimizer: Literal["adam", "adamw", "sgd"] = "adamw"
-    lr: float = 0.001
-    weight_decay: float = 0.01
-    scheduler: Literal["onecycle", "cosine", "plateau", "none"] = "onecycle"
-    label_smoothing: float = 0.1
-    grad_clip: float = 5.0
-    patience: int = 0
-    select: Literal["best", "last"] = "best"
-    amp: bool = True
-    resume: bool = False
-    num_threads: int = 0
+    seed: int
+    epochs: int
+    batch_size: int
+    optimizer: Literal["adam", "adamw", "sgd"]
+    lr: float
+    weight_decay: float
+    scheduler: Literal["onecycle", "cosine", "plateau", "none"]
+    label_smoothing: float
+    grad_clip: float
+    patience: int
+    select: Literal["best", "last"]
+    amp: bool
+    resume: bool
+    num_threads: int
 
     def __post_init__(self):
         _check(self.epochs >= 1, "train.epochs", ">= 1")
@@ -191,20 +192,20 @@ class TrainConfig:
 
 @dataclass
 class WandbConfig:
-    mode: Literal["offline", "online", "disabled"] = "offline"
-    project: str = "knd"
-    entity: str | None = None
+    mode: Literal["offline", "online", "disabled"]
+    project: str
+    entity: str | None
 
 
 @dataclass
 class Config:
-    data: DataConfig = field(default_factory=DataConfig)
-    features: FeatureConfig = field(default_factory=FeatureConfig)
-    split: SplitConfig = field(default_factory=SplitConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    wandb: WandbConfig = field(default_factory=WandbConfig)
+    data: DataConfig
+    features: FeatureConfig
+    split: SplitConfig
+    model: ModelConfig
+    augment: AugmentConfig
+    train: TrainConfig
+    wandb: WandbConfig
 
 
 def _check(ok: bool, key: str, expected: str) -> None:
@@ -213,7 +214,7 @@ def _check(ok: bool, key: str, expected: str) -> None:
 
 
 def from_dict(cls: type[T], data: dict[str, Any] | None, prefix: str = "") -> T:
-    """Build dataclass `cls` from plain data, rejecting unknown keys and wrongly typed values."""
+    """Build dataclass `cls` from plain data, rejecting unknown, missing and mistyped keys."""
     data = {} if data is None else data
     if not isinstance(data, dict):
         raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {data!r}")
@@ -224,6 +225,8 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, prefix: str = "") -> T:
             close = difflib.get_close_matches(str(key), names, n=1)
             hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
             raise ConfigError(f"{prefix}{key}: unknown key{hint}; valid keys: {', '.join(names)}")
+    if missing := [f"{prefix}{name}" for name in names if name not in data]:
+        raise ConfigError(f"{', '.join(missing)}: missing")
     kwargs = {k: _coerce(hints[k], v, f"{prefix}{k}") for k, v in data.items()}
     return cls(**kwargs)
 
@@ -282,6 +285,11 @@ def compose(conf_dir: str | Path, *overrides: str) -> dict[str, Any]:
 
     with initialize_config_dir(str(Path(conf_dir).resolve()), version_base=None):
         return OmegaConf.to_container(hydra_compose("config", list(overrides)), resolve=True)
+
+
+def compose_config(conf_dir: str | Path, *overrides: str) -> Config:
+    """The validated `Config` of `conf_dir` composed with `overrides`: the defaults, for tools."""
+    return from_dict(Config, compose(conf_dir, *overrides))
 
 
 def to_dict(obj: Any) -> dict[str, Any]:

@@ -7,7 +7,6 @@ import pytest
 import torch
 from helpers.project import compose_config
 
-from knd.config import AugmentConfig
 from knd.training.augment import Augmenter
 
 OFF = compose_config("augment=none").augment
@@ -117,6 +116,6 @@ def test_mixup_blends_pairs():
 
 
 def test_same_generator_seed_same_augmentation():
-    aug = Augmenter(AugmentConfig(), 16000)
+    aug = Augmenter(compose_config().augment, 16000)
     wave = _wave()
     assert torch.equal(aug.waveform(wave, _gen(5)), aug.waveform(wave, _gen(5)))

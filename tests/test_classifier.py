@@ -6,18 +6,20 @@ import dataclasses
 
 import pytest
 import torch
+from helpers.models import TINY_CNN
+from helpers.project import compose_config
 
 import knd.models.classifier
-from knd.config import FeatureConfig, ModelConfig
+from knd.config import ModelConfig
 from knd.errors import KndError
-from knd.models.classifier import Classifier, read_checkpoint
+from knd.models.classifier import CHECKPOINT_FORMAT, Classifier, read_checkpoint
 from knd.models.networks import build_model
 
 LABELS = ["neutral", "happy", "sad", "angry"]
-FEATURES = FeatureConfig(duration=1.0)
+FEATURES = compose_config("features.duration=1.0").features
 MODELS = {
-    "cnn": ModelConfig(name="cnn", channels=[8, 16]),
-    "sernet": ModelConfig(name="sernet", channels=[8, 16, 16, 32], pooling="attention"),
+    "cnn": compose_config(*TINY_CNN).model,
+    "sernet": compose_config("model=sernet", "model.channels=[8,16,16,32]").model,
 }
 
 
@@ -81,6 +83,35 @@ def test_missing_or_extra_weights_are_stale(saved):
         Classifier.load(saved)
 
 
+def test_a_checkpoint_of_another_format_is_refused(saved):
+    """Format 1 files may lack `features.log_floor`, whose meaning changed: never reinterpreted."""
+    state = torch.load(saved, weights_only=True)
+    state["format"] = 1
+    torch.save(state, saved)
+    with pytest.raises(KndError) as err:
+        Classifier.load(saved)
+    assert str(err.value) == (
+        f"{saved}: checkpoint format 1, but this knd reads format {CHECKPOINT_FORMAT}; "
+        "retrain with `knd train`"
+    )
+
+
+@pytest.mark.parametrize(
+    ("stored", "key"), [("feature_config", "log_floor"), ("model_config", "pooling")]
+)
+def test_a_stored_config_without_a_key_is_refused(saved, stored, key):
+    """No code default stands in for a key the checkpoint lacks."""
+    state = torch.load(saved, weights_only=True)
+    del state[stored][key]
+    torch.save(state, saved)
+    section = {"feature_config": "features", "model_config": "model"}[stored]
+    with pytest.raises(KndError) as err:
+        Classifier.load(saved)
+    message = str(err.value)
+    assert message.startswith(f"{saved}: checkpoint does not match this version of knd's cnn (")
+    assert f"({section}.{key}: missing)" in message
+
+
 def test_a_config_this_version_no_longer_knows_is_stale(saved):
     state = torch.load(saved, weights_only=True)
     state["model_config"]["kernel"] = 5  # an option since removed
@@ -94,7 +125,7 @@ def test_a_file_that_is_not_a_checkpoint(tmp_path):
     with pytest.raises(KndError, match=r"junk\.pt: not a knd checkpoint"):
         Classifier.load(tmp_path / "junk.pt")
     torch.save({"weights": torch.zeros(3)}, tmp_path / "other.pt")  # torch, but not knd's
-    with pytest.raises(KndError, match=r"other\.pt: not a knd checkpoint \(format 1 expected\)"):
+    with pytest.raises(KndError, match=r"other\.pt: not a knd checkpoint \(no format number\)"):
         Classifier.load(tmp_path / "other.pt")
 
 

@@ -40,9 +40,36 @@ def test_cnn_is_trained_with_adam_and_the_default_with_adamw():
     assert compose_config().train.optimizer == "adamw"
 
 
-@pytest.mark.parametrize("group", ["features=mfcc", "split=kfold", "split=random", "augment=none"])
-def test_other_groups_compose(group):
-    compose_config(group)
+def _changed(*overrides: str) -> dict:
+    """`{section.key: value}` where conf/ composed with `overrides` differs from the defaults."""
+    default, changed = compose_dict(), compose_dict(*overrides)
+    return {
+        f"{section}.{key}": value
+        for section, values in changed.items()
+        for key, value in values.items()
+        if default[section][key] != value
+    }
+
+
+@pytest.mark.parametrize(
+    ("option", "kind"),
+    [
+        ("features=mfcc", {"features.kind": "mfcc"}),
+        ("features=spectrogram", {"features.kind": "spectrogram"}),
+        ("split=kfold", {"split.strategy": "kfold"}),
+        ("split=random", {"split.strategy": "random"}),
+    ],
+)
+def test_feature_and_split_options_change_only_the_kind(option, kind):
+    compose_config(option)  # valid
+    assert _changed(option) == kind
+
+
+def test_augment_none_switches_every_augmentation_off():
+    off = compose_config("augment=none").augment
+    assert not off.waveform_enabled
+    assert off.freq_masks == off.time_masks == off.mixup_alpha == 0
+    assert {key.split(".")[0] for key in _changed("augment=none")} == {"augment"}
 
 
 def _write(tmp_path: Path, **changes) -> Path:
@@ -79,6 +106,17 @@ def test_bad_values_fail_with_a_clear_message(tmp_path, change, expected):
     with pytest.raises(ConfigError) as err:
         load_config(_write(tmp_path, **change))
     assert expected in str(err.value)
+
+
+def test_a_missing_key_names_file_and_key(tmp_path):
+    """No code default stands in: conf/ is the one source of defaults."""
+    data = compose_dict()
+    del data["features"]["log_floor"]
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value) == f"{path}: features.log_floor: missing"
 
 
 def test_missing_and_broken_files(tmp_path):

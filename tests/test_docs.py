@@ -8,6 +8,7 @@ the site works where it is served without internet access.
 from __future__ import annotations
 
 import importlib.util
+import shutil
 import subprocess
 import sys
 from html.parser import HTMLParser
@@ -44,8 +45,29 @@ def test_config_reference_covers_every_parameter():
     gen = load("gen_config_reference")
     page = (DOCS / "configuration.md").read_text()
     for section, cls in gen.sections():
-        for name, _, _ in gen.fields(cls):
+        for name, _ in gen.fields(cls):
             assert f"| `{section}.{name}` |" in page
+
+
+def test_every_composed_key_has_a_description_beside_it():
+    gen = load("gen_config_reference")
+    assert gen.undescribed(gen.composed_defaults(), gen.descriptions()) == []
+
+
+def test_a_key_without_a_description_is_found(tmp_path):
+    """The check above can fail: drop one key's comment (its next lines become plain comments)."""
+    gen = load("gen_config_reference")
+    conf = tmp_path / "conf"
+    shutil.copytree(ROOT / "conf", conf)
+    logmel = conf / "features" / "logmel.yaml"
+    lines = logmel.read_text().splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("duration:"))
+    lines[at] = "duration: 4.0"
+    logmel.write_text("\n".join(lines) + "\n")
+    assert gen.descriptions(conf)["features.log_floor"].startswith("Power floor")
+    assert gen.undescribed(gen.composed_defaults(conf), gen.descriptions(conf)) == [
+        "features.duration"
+    ]
 
 
 def test_pipeline_figure_matches_dvc_yaml():

@@ -14,21 +14,19 @@ import pytest
 import soundfile as sf
 import torch
 from helpers.audio import RATE, mirror_clips, voice
-from helpers.models import LABELS, make_checkpoint
-from helpers.project import ROOT, run_cli
+from helpers.models import LABELS, TINY_CNN, make_checkpoint
+from helpers.project import ROOT, compose_config, run_cli
 
-from knd.config import FeatureConfig, ModelConfig
+from knd.config import FeatureConfig, from_dict
 from knd.errors import KndError
 from knd.models.features import FrontEnd
 from knd.models.onnx_export import DftFrontEnd, export_onnx
 from knd.serving.predict import load_predictor
 
 MODELS = {
-    "cnn": ModelConfig(name="cnn", channels=[8, 16]),
-    "sernet": ModelConfig(name="sernet", channels=[8, 16, 16, 32], pooling="attention"),
-    "ensemble": ModelConfig(
-        name="sernet", channels=[8, 16, 16, 32], pooling="attention", members=2
-    ),
+    "cnn": TINY_CNN,
+    "sernet": ("model=sernet", "model.channels=[8,16,16,32]"),
+    "ensemble": ("model=sernet", "model.channels=[8,16,16,32]", "model.members=2"),
 }
 
 
@@ -36,7 +34,7 @@ MODELS = {
 def exported(request, tmp_path_factory):
     """(checkpoint, its ONNX export) for each architecture and for an ensemble."""
     folder = tmp_path_factory.mktemp(request.param)
-    checkpoint = make_checkpoint(folder / "model.pt", MODELS[request.param])
+    checkpoint = make_checkpoint(folder / "model.pt", *MODELS[request.param])
     export_onnx(checkpoint, folder / "model.onnx")
     return checkpoint, folder / "model.onnx"
 
@@ -58,7 +56,7 @@ def test_onnx_file_is_self_contained(exported):
     model = onnx.load(exported_model)
     meta = {p.key: json.loads(p.value) for p in model.metadata_props}
     assert meta["knd.labels"] == LABELS
-    assert FeatureConfig(**meta["knd.feature_config"]).num_samples == 2 * RATE
+    assert from_dict(FeatureConfig, meta["knd.feature_config"]).num_samples == 2 * RATE
     (waveform,), (probabilities,) = model.graph.input, model.graph.output
     dims = [d.dim_param or d.dim_value for d in waveform.type.tensor_type.shape.dim]
     assert (waveform.name, dims) == ("waveform", ["batch", 2 * RATE])
@@ -66,16 +64,22 @@ def test_onnx_file_is_self_contained(exported):
 
 
 @pytest.mark.parametrize(
-    "cfg",
+    "overrides",
     [
-        FeatureConfig(),
-        FeatureConfig(kind="mfcc", n_fft=512, win_length=400, hop_length=160),
-        FeatureConfig(kind="spectrogram", duration=1.0),
+        (),
+        (
+            "features=mfcc",
+            "features.n_fft=512",
+            "features.win_length=400",
+            "features.hop_length=160",
+        ),
+        ("features=spectrogram", "features.duration=1.0"),
     ],
     ids=["logmel", "mfcc-short-window", "spectrogram"],
 )
-def test_dft_front_end_matches_torch_stft(cfg):
+def test_dft_front_end_matches_torch_stft(overrides):
     """The one replaced step, to float32 rounding; the rest of `forward` is inherited."""
+    cfg = compose_config(*overrides).features
     waves = torch.from_numpy(np.stack([voice(cfg.duration), voice(cfg.duration, f0=260)]))
     with torch.no_grad():
         want = FrontEnd(cfg).power_spectrogram(waves)
@@ -109,6 +113,19 @@ def test_a_foreign_onnx_file_is_refused_with_a_reason(tmp_path):
     onnx.save(onnx.helper.make_model(graph), tmp_path / "bare.onnx")
     with pytest.raises(KndError, match=r"bare\.onnx: ONNX model without knd metadata"):
         load_predictor(tmp_path / "bare.onnx")
+
+
+def test_an_export_whose_feature_config_lacks_a_key_is_refused(tmp_path):
+    """No code default stands in for a key the export lacks (here the one whose meaning changed)."""
+    path = tmp_path / "model.onnx"
+    export_onnx(make_checkpoint(tmp_path / "model.pt"), path)
+    model = onnx.load(path)
+    (meta,) = [p for p in model.metadata_props if p.key == "knd.feature_config"]
+    meta.value = json.dumps({k: v for k, v in json.loads(meta.value).items() if k != "log_floor"})
+    onnx.save(model, path)
+    with pytest.raises(KndError) as err:
+        load_predictor(path)
+    assert str(err.value).startswith(f"{path}: ") and "log_floor: missing" in str(err.value)
 
 
 # --- audio: one reader for both backends --------------------------------------------------------

@@ -68,7 +68,9 @@ def test_all_stages_write_outputs_that_agree(project):
     assert all(data.startswith(b"\x89PNG\r\n\x1a\n") for data in figures.values())
     assert (project / "dvclive/metrics.json").is_file()
     robustness = json.loads((project / "reports/robustness.json").read_text())
-    assert robustness["clips"] == len(predictions) and "reverb RT60 0.8 s" in robustness["conditions"]
+    assert (
+        robustness["clips"] == len(predictions) and "reverb RT60 0.8 s" in robustness["conditions"]
+    )
     assert (project / "reports/robustness.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     shown = json.loads(dvc(project, "metrics", "show", "--json"))
     assert shown[""]["data"]["reports/metrics.json"]["data"] == metrics

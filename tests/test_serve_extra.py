@@ -20,7 +20,6 @@ from helpers.audio import voice
 from helpers.models import make_checkpoint
 from helpers.project import ROOT
 
-from knd.config import ModelConfig
 from knd.models.onnx_export import export_onnx
 from knd.serving.predict import load_predictor
 
@@ -33,7 +32,7 @@ def _free_port() -> int:
 
 @pytest.mark.slow
 def test_serve_extra_runs_an_onnx_model_without_torch(tmp_path):
-    model = make_checkpoint(tmp_path / "model.pt", ModelConfig(name="sernet", channels=[8, 16]))
+    model = make_checkpoint(tmp_path / "model.pt", "model=sernet", "model.channels=[8,16]")
     onnx_model = tmp_path / "model.onnx"
     export_onnx(model, onnx_model)
     clip = tmp_path / "clip.wav"  # 48 kHz, as phones and browsers send it: resampled on read

@@ -154,3 +154,25 @@ def test_distributed_data_parallel_with_gloo(processed, tmp_path):
     assert done.stdout.count("epoch   1/1") == 1, "only rank 0 validates and logs"
     assert (run / "models" / "model.pt").is_file()
     assert os.path.getsize(run / "models" / "model.pt") > 10_000
+
+
+@pytest.mark.slow
+def test_plateau_scheduler_keeps_the_ranks_in_step(processed, tmp_path):
+    """Only rank 0 validates, but every rank must step its plateau scheduler on that UAR.
+
+    A rate this small leaves the validation UAR flat, so the plateau (patience 3) halves the rate
+    after epoch 5, and epoch 6 trains with it.
+    """
+    overrides = ("train.scheduler=plateau", "train.lr=1e-6", "train.epochs=6", "augment=none")
+    run = _project(tmp_path, processed, *overrides, "train.num_threads=1")
+    torchrun = Path(sys.executable).parent / "torchrun"
+    probe = Path(__file__).parent / "helpers" / "ddp_probe.py"
+    cmd = [str(torchrun), "--standalone", "--nproc_per_node", "2", str(probe), str(tmp_path)]
+    env = git_env() | {"OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, cwd=run, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert rank0["lr"] < 1e-6, "the plateau never reduced the rate: this run tests nothing"
+    assert rank1["lr"] == rank0["lr"]
+    assert rank0["weights"].keys() == rank1["weights"].keys()
+    assert all(torch.equal(rank0["weights"][k], rank1["weights"][k]) for k in rank0["weights"])

@@ -18,7 +18,11 @@ from knd.errors import KndError
 from knd.models.features import FrontEnd
 from knd.models.networks import build_model
 
-CHECKPOINT_FORMAT = 1
+# Bump when a checkpoint written before would load but mean something else (a config key's
+# meaning or default, the weights' layout): older files are then refused, never reinterpreted.
+# 2: stored configs hold every key (format 1 files lacking features.log_floor were read with a
+#    code default that has since changed).
+CHECKPOINT_FORMAT = 2
 
 
 class Classifier(nn.Module):
@@ -73,8 +77,8 @@ class Classifier(nn.Module):
         try:
             weights = state["state_dict"]
             model = cls(
-                from_dict(ModelConfig, model_cfg),
-                from_dict(FeatureConfig, state["feature_config"]),
+                from_dict(ModelConfig, model_cfg, "model."),
+                from_dict(FeatureConfig, state["feature_config"], "features."),
                 state["labels"],
                 weights["mean"],
                 weights["std"],
@@ -123,6 +127,11 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:
         raise KndError(f"{path}: not a knd checkpoint ({err})") from None
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise KndError(f"{path}: not a knd checkpoint (format {CHECKPOINT_FORMAT} expected)")
+    if not isinstance(state, dict) or "format" not in state:
+        raise KndError(f"{path}: not a knd checkpoint (no format number)")
+    if state["format"] != CHECKPOINT_FORMAT:
+        raise KndError(
+            f"{path}: checkpoint format {state['format']!r}, but this knd reads format "
+            f"{CHECKPOINT_FORMAT}; retrain with `knd train`"
+        )
     return state

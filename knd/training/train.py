@@ -240,7 +240,7 @@ def fit(cfg: Config, data: Processed, model_path: Path, live_dir: Path, state_pa
     while trainer.epoch < cfg.train.epochs:
         loss = trainer.train_epoch()
         trainer.epoch += 1
-        stop = torch.zeros(1)
+        decided = torch.zeros(2, dtype=torch.float64)  # by rank 0: [validation UAR, stop]
         if rt.main:
             val = scalars(evaluate_split(trainer.model, data, "val"))
             if cfg.train.scheduler == "plateau":
@@ -270,10 +270,14 @@ def fit(cfg: Config, data: Processed, model_path: Path, live_dir: Path, state_pa
             tmp = state_path.with_name(state_path.name + ".tmp")
             torch.save(trainer.state(), tmp)
             tmp.replace(state_path)
-            stop[0] = float(cfg.train.patience and bad_epochs >= cfg.train.patience)
+            decided[0] = val["uar"]
+            decided[1] = float(cfg.train.patience and bad_epochs >= cfg.train.patience)
         if rt.world_size > 1:
-            dist.broadcast(stop, src=0)
-        if stop.item():
+            dist.broadcast(decided, src=0)
+            # rank 0 stepped before logging; the others follow its UAR, or their rates diverge
+            if cfg.train.scheduler == "plateau" and not rt.main:
+                trainer.scheduler.step(decided[0].item())
+        if decided[1].item():
             if rt.main:
                 print(f"early stop: no validation UAR gain for {cfg.train.patience} epochs")
             break

@@ -6,17 +6,21 @@ from pathlib import Path
 
 import torch
 
-from knd.config import FeatureConfig, ModelConfig
+from helpers.project import compose_config
 from knd.data.ravdess import EMOTIONS
 from knd.models.classifier import Classifier
 
 LABELS = list(EMOTIONS)
+TINY_CNN = ("model=cnn", "model.channels=[8,16]")
 
 
-def make_checkpoint(path: Path, model: ModelConfig | None = None) -> Path:
-    """A real, randomly initialised (seeded) 2 s checkpoint: no training needed."""
+def make_checkpoint(path: Path, *overrides: str) -> Path:
+    """A real, randomly initialised (seeded) 2 s checkpoint: no training needed.
+
+    `overrides` (Hydra, on the real `conf/`) choose the model; without them, a two-block cnn.
+    """
     torch.manual_seed(0)
-    model = model or ModelConfig(name="cnn", channels=[8, 16])
+    cfg = compose_config("features.duration=2.0", *(overrides or TINY_CNN))
     mean, std = torch.full((64,), -6.0), torch.full((64,), 3.0)  # log-mel scale of speech
-    Classifier(model, FeatureConfig(duration=2.0), LABELS, mean, std).save(path, history=[])
+    Classifier(cfg.model, cfg.features, LABELS, mean, std).save(path, history=[])
     return path

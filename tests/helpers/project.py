@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import functools
 import hashlib
 import os
 import shutil
@@ -45,8 +47,13 @@ def archive() -> Path:
 
 
 def compose_dict(*overrides: str) -> dict:
-    """`conf/` composed by Hydra, as DVC writes it to params.yaml."""
-    return compose(ROOT / "conf", *overrides)
+    """`conf/` composed by Hydra, as DVC writes it to params.yaml (a copy: callers may edit it)."""
+    return copy.deepcopy(_composed(overrides))
+
+
+@functools.cache
+def _composed(overrides: tuple[str, ...]) -> dict:
+    return compose(ROOT / "conf", *overrides)  # Hydra takes ~0.5 s, and tests compose often
 
 
 def compose_config(*overrides: str) -> Config:
