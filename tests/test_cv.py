@@ -25,7 +25,8 @@ def data() -> Processed:
     actor = torch.tensor(meta["actor"].to_numpy(), dtype=torch.float32)
     features = actor[:, None, None] * torch.arange(1.0, BINS + 1)[None, :, None]
     return Processed(
-        audio=torch.zeros(len(meta), 10, dtype=torch.int16),
+        audio=torch.zeros(len(meta) * 10, dtype=torch.int16),
+        offsets=torch.arange(len(meta) + 1) * 10,
         features=features.expand(-1, -1, FRAMES).contiguous(),
         target=torch.tensor([int(label[1]) for label in meta["label"]]),
         labels=[f"e{c}" for c in range(CLIPS)],
