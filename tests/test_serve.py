@@ -92,11 +92,10 @@ def test_unusable_audio_is_422_with_the_reason(client, data, message):
     assert response.status_code == 422 and response.json()["detail"].startswith(message)
 
 
-def test_an_odd_sample_rate_is_422_at_once(client):
-    """A few bytes claiming 16001 Hz would otherwise cost ~35 s of CPU and GBs to resample."""
-    response = post(client, encode(voice(0.01, 16_001), 16_001), "odd.wav")
+def test_a_sample_rate_no_recording_has_is_422(client):
+    response = post(client, encode(voice(0.5, 999), 999), "odd.wav")
     assert response.status_code == 422
-    assert response.json()["detail"] == "odd.wav: unsupported sample rate (16001 Hz)"
+    assert response.json()["detail"] == "odd.wav: unsupported sample rate (999 Hz)"
 
 
 def test_hours_of_compressed_audio_are_422_before_decoding(client):

@@ -1,6 +1,6 @@
 """The ONNX backend: an `knd export` model run by onnxruntime, so serving it needs no torch.
 
-Audio is decoded by `Predictor.read` (`knd.audio.read_audio`: soundfile and numpy resampling),
+Audio is decoded by `Predictor.read` (`knd.audio.read_audio`: soundfile and soxr),
 the same reader as the torch backend's, so both see the same samples and report a bad file alike.
 """
 
