@@ -188,13 +188,3 @@ def test_api_docs_load_nothing_from_the_internet(client, page):
         assert asset.status_code == 200 and asset.content, url
         if url.endswith(".js"):  # the page's one script: Swagger UI's or ReDoc's bundle
             assert "javascript" in asset.headers["content-type"] and len(asset.content) > 100_000
-
-
-def test_without_fastapi_offline_the_docs_fall_back_to_fastapis(checkpoint, monkeypatch):
-    import knd.serving.serve
-
-    monkeypatch.setattr(knd.serving.serve, "_docs_assets", lambda: None)
-    with TestClient(create_app(checkpoint)) as client:
-        page = client.get("/docs")
-        assert page.status_code == 200 and "swagger-ui-bundle.js" in page.text
-        assert client.get("/docs-assets/swagger-ui-bundle.js").status_code == 404
