@@ -78,7 +78,9 @@ def read_audio(
         rate = f.samplerate
     if len(samples) == 0:
         raise AudioError(label, "no samples")
-    mono = samples.mean(axis=1)  # judged after mixing: that is what the model hears
+    # Judged after mixing: that is what the model hears. A lone channel is used as it is, a view:
+    # "averaging" it copies (0.3 ms for 4 s at 48 kHz, a third of the time soxr takes).
+    mono = samples[:, 0] if samples.shape[1] == 1 else samples.mean(axis=1)
     if not np.isfinite(mono).all():
         raise AudioError(label, "non-finite samples")
     if np.abs(mono).max() < SILENCE_PEAK:
