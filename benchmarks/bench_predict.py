@@ -2,10 +2,12 @@
 
     python benchmarks/bench_predict.py [--model models/model.pt] [--requests 200] [--limit 1200]
 
-Measures, for the PyTorch checkpoint and its ONNX export:
-- service latency p50/p95 of `POST /predict` with a 4 s clip: sequential requests to two
-  `knd serve` subprocesses on 127.0.0.1, alternating between them so both backends meet the same
-  background load (after 5 warm-up requests each), and their start-up times;
+Measures, for the checkpoint alone (PyTorch) and the checkpoint beside its `knd export` (what
+`knd serve` and `knd predict` run by default once exported: ONNX Runtime; /health says so):
+- service latency p50/p95 of `POST /predict` with a 4 s clip, as a 16 kHz WAV (the mirror's
+  rate) and as a 48 kHz one (what phones and browsers send): `--requests` sequential requests to
+  two `knd serve` subprocesses on 127.0.0.1, alternating between them so both backends meet the
+  same background load (after 5 warm-up requests each), and their start-up times;
 - `knd predict` throughput over the RAVDESS mirror clips (whole command, start-up included);
 - cold start of `knd predict` on one file, and of `knd predict --help`.
 Every command runs as a fresh `python -m knd.cli` process, the way users start it. Numbers on a
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import shutil
 import socket
 import statistics
 import subprocess
@@ -30,6 +33,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import soundfile as sf
+import soxr
 
 ROOT = Path(__file__).resolve().parents[1]
 MIRROR = ROOT.parent / "shared" / "data" / "ravdess" / "Audio_Speech_Actors_16k_dev.zip"
@@ -46,21 +50,34 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="knd-bench-") as tmp:
         tmp = Path(tmp)
-        checkpoint = args.model if args.model.is_file() else untrained_checkpoint(tmp / "model.pt")
-        exported = tmp / "model.onnx"
-        run([*KND, "export", "--model", str(checkpoint), "--out", str(exported)])
+        given = args.model if args.model.is_file() else untrained_checkpoint(tmp / "given.pt")
+        alone, exported = tmp / "alone" / "model.pt", tmp / "model.pt"
+        alone.parent.mkdir()
+        for copy in (alone, exported):
+            shutil.copyfile(given, copy)
+        run([*KND, "export", "--model", str(exported), "--out", str(tmp / "model.onnx")])
         clips = extract_mirror(tmp / "clips", args.limit)
         clip = four_second_clip(clips, tmp / "clip4s.wav")
+        uploads = {
+            "4 s clip, 16 kHz WAV": clip,
+            "4 s clip, 48 kHz WAV": four_second_clip(clips, tmp / "clip4s-48k.wav", 48_000),
+        }
 
-        models = (checkpoint, exported)
+        models = (alone, exported)
         rows: dict[str, list[str]] = {}
         with contextlib.ExitStack() as stack:
             servers = [stack.enter_context(serving(model)) for model in models]
-            latencies = service_latencies([url for url, _ in servers], clip, args.requests)
-        for (_, start_up), seconds in zip(servers, latencies, strict=True):
-            p50, p95 = np.percentile(seconds, [50, 95]) * 1000
-            add(rows, f"service latency p50, 4 s clip, {args.requests} requests (ms)", f"{p50:.1f}")
-            add(rows, "service latency p95 (ms)", f"{p95:.1f}")
+            urls = [url for url, _, _ in servers]
+            latencies = {
+                name: service_latencies(urls, u, args.requests) for name, u in uploads.items()
+            }
+        add(rows, "backend (`GET /health`)", *(backend for _, _, backend in servers))
+        for name, per_server in latencies.items():
+            for seconds in per_server:
+                p50, p95 = np.percentile(seconds, [50, 95]) * 1000
+                add(rows, f"service latency p50, {name} (ms)", f"{p50:.1f}")
+                add(rows, f"service latency p95, {name} (ms)", f"{p95:.1f}")
+        for _, start_up, _ in servers:
             add(rows, "service start-up until /health answers (s)", f"{start_up:.2f}")
         if clips:
             for model in models:
@@ -72,8 +89,8 @@ def main() -> None:
         (help_time,) = interleaved([[*KND, "predict", "--help"]], args)
         add(rows, "`knd predict --help` (s)", f"{help_time:.2f}", f"{help_time:.2f}")
 
-    print(f"\nModel: {checkpoint if checkpoint == args.model else 'untrained default config'}")
-    print("\n| measure | PyTorch (.pt) | ONNX Runtime (.onnx) |\n|---|---|---|")
+    print(f"\nModel: {given if given == args.model else 'untrained default config'}")
+    print("\n| measure | .pt alone | .pt beside its export (the default) |\n|---|---|---|")
     for measure, values in rows.items():
         print(f"| {measure} | {' | '.join(values)} |")
 
@@ -110,22 +127,25 @@ def extract_mirror(folder: Path, limit: int) -> list[Path]:
     return sorted(folder.iterdir())
 
 
-def four_second_clip(clips: list[Path], path: Path) -> Path:
-    """A real clip cut or looped to 4.0 s (a tone-like stand-in without the mirror)."""
-    rate = 16_000
+def four_second_clip(clips: list[Path], path: Path, rate: int = 16_000) -> Path:
+    """A real clip cut or looped to 4.0 s (a tone-like stand-in without the mirror), 16-bit WAV.
+
+    At another `rate` than the mirror's 16 kHz, upsampled by soxr's best filter (VHQ).
+    """
+    source = 16_000
     if clips:
-        wave, rate = sf.read(clips[len(clips) // 2], dtype="float32")
+        wave, source = sf.read(clips[len(clips) // 2], dtype="float32")
     else:
-        t = np.arange(4 * rate) / rate
+        t = np.arange(4 * source) / source
         wave = (0.3 * np.sin(2 * np.pi * 150 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype("f4")
-    wave = np.resize(wave, 4 * rate) if len(wave) < 4 * rate else wave[: 4 * rate]
-    sf.write(path, wave, rate)
+    wave = np.resize(wave, 4 * source) if len(wave) < 4 * source else wave[: 4 * source]
+    sf.write(path, wave if rate == source else soxr.resample(wave, source, rate, "VHQ"), rate)
     return path
 
 
 @contextlib.contextmanager
-def serving(model: Path) -> Iterator[tuple[str, float]]:
-    """A `knd serve` subprocess on a free port: (its URL, seconds until /health answered)."""
+def serving(model: Path) -> Iterator[tuple[str, float, str]]:
+    """A `knd serve` subprocess on a free port: its URL, seconds until /health answered, backend."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -140,11 +160,12 @@ def serving(model: Path) -> Iterator[tuple[str, float]]:
             if server.poll() is not None:
                 raise SystemExit(f"knd serve --model {model} exited with {server.returncode}")
             try:
-                httpx.get(f"http://127.0.0.1:{port}/health")
+                health = httpx.get(f"http://127.0.0.1:{port}/health")
                 break
             except httpx.TransportError:
                 time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}", time.perf_counter() - started
+        start_up = time.perf_counter() - started
+        yield f"http://127.0.0.1:{port}", start_up, health.json()["backend"]
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -3,22 +3,21 @@
 Training data and user uploads go through the same function, so a bad file is reported the same
 way everywhere: as an `AudioError` whose `.reason` is a short fixed key (for summary counts) and
 whose message names the file. torchaudio.load needs FFmpeg, so reading goes through soundfile
-(libsndfile), and resampling is a numpy port of torchaudio's: this module imports no torch, so the
-ONNX backend serves without it. `load_audio` is the same reader returning a torch tensor.
+(libsndfile) and resampling through soxr (libsoxr): this module imports no torch, so the ONNX
+backend serves without it. `load_audio` is the same reader returning a torch tensor.
 """
 
 from __future__ import annotations
 
 import io
-import math
 import re
 from collections.abc import Iterable
-from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 import soundfile as sf
+import soxr
 
 from knd.errors import KndError
 
@@ -28,21 +27,15 @@ if TYPE_CHECKING:
 SILENCE_PEAK = 1e-4
 AUDIO_EXTENSIONS = (".aif", ".aiff", ".flac", ".ogg", ".wav")
 
-# Sample rates outside this range are no real recording; a rate pair whose reduced ratio has a
-# term above MAX_RATE_RATIO (16001 Hz -> 16000 Hz: 16001/16000) needs a sinc kernel of about
-# ratio^2 taps (GBs, tens of seconds), so a tiny upload claiming such a rate is refused instead.
-# Every common rate from 8 kHz to 192 kHz is at most 441 (44.1 kHz -> 16 kHz: 441/160).
+# Sample rates outside this range are no real recording (and 1 Hz would make 16000 samples of
+# each one read); any rate inside it resamples in linear time, odd ones like 16001 Hz included.
 MIN_RATE, MAX_RATE = 1_000, 384_000
-MAX_RATE_RATIO = 1_000
 
 # libsndfile quietly shortens a WAV/AIFF whose data chunk claims more bytes than the file holds,
 # and only says so in its log ("data : 32000 (should be 15978)"). 0xFFFFFFFF marks a streamed
 # file whose size was never known, which is not truncation.
 _SHORT_CHUNK = re.compile(r"^\s*(?:data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
 _UNKNOWN_SIZE = 0xFFFFFFFF
-# Resampling: per-phase dot products from this many input steps on, else a gathered block of
-# at most this many samples at a time (both measured on 4 s clips, see `resample`).
-_LOOP_FRAMES, _GATHER_SIZE = 256, 1 << 20
 
 
 class AudioError(KndError):
@@ -85,12 +78,19 @@ def read_audio(
         rate = f.samplerate
     if len(samples) == 0:
         raise AudioError(label, "no samples")
-    mono = samples.mean(axis=1)  # judged after mixing: that is what the model hears
+    # Judged after mixing: that is what the model hears. A lone channel is used as it is, a view:
+    # "averaging" it copies (0.3 ms for 4 s at 48 kHz, a third of the time soxr takes).
+    mono = samples[:, 0] if samples.shape[1] == 1 else samples.mean(axis=1)
     if not np.isfinite(mono).all():
         raise AudioError(label, "non-finite samples")
     if np.abs(mono).max() < SILENCE_PEAK:
         raise AudioError(label, "silent", f"peak below {SILENCE_PEAK:g}")
-    return resample(mono, rate, sample_rate)
+    wave = resample(mono, rate, sample_rate)
+    if len(wave) == 0:  # a few samples at a higher rate round to none
+        raise AudioError(
+            label, "no samples", f"{len(mono)} at {rate} Hz make none at {sample_rate} Hz"
+        )
+    return wave
 
 
 def load_audio(
@@ -103,67 +103,20 @@ def load_audio(
 
 
 def resample(wave: np.ndarray, orig: int, new: int) -> np.ndarray:
-    """Polyphase windowed-sinc resampling, numerically torchaudio's `Resample(orig, new)`.
+    """`wave` at rate `new` (`len * new / orig` samples, rounded half up), by soxr's HQ filter.
 
-    torchaudio's defaults (`sinc_interp_hann`, 6 zero crossings, rolloff 0.99) and output length
-    `ceil(new * len / orig)`; tests/test_audio.py holds it to torchaudio within 1e-6. Sums use
-    einsum, not BLAS: OpenBLAS would spread these small products over threads, which is several
-    times slower in make_dataset's worker processes or beside a training job.
+    Measured on tones from 44.1 and 48 kHz to 16 kHz: flat within 0.01 dB up to 91% of the new
+    Nyquist (7.3 kHz), -3 dB at 95%, over 100 dB down above it; so speech reaches the model as
+    recorded, without aliases. No delay: output sample k is at time k / new.
     """
     if orig == new:
         return wave
-    kernel, starts, width, step = _sinc_kernel(orig, new)
-    phases, taps = kernel.shape
-    padded = np.pad(wave, (width, width + step))
-    frames = (len(wave) + step) // step  # input steps of `step` samples, `phases` outputs each
-    windows = np.lib.stride_tricks.sliding_window_view(padded, taps)
-    out = np.empty((frames, phases), np.float32)
-    if frames >= _LOOP_FRAMES:  # long enough: one strided dot product per phase
-        for k, start in enumerate(starts):
-            out[:, k] = np.einsum("ij,j->i", windows[start::step][:frames], kernel[k])
-    else:  # many phases of few frames each: gather them all, a block of frames at a time
-        block = max(1, _GATHER_SIZE // kernel.size)
-        for j in range(0, frames, block):
-            at = np.arange(j, min(j + block, frames))[:, None] * step + starts
-            out[j : j + len(at)] = np.einsum("jkl,kl->jk", windows[at], kernel)
-    return out.ravel()[: math.ceil(phases * len(wave) / step)]
-
-
-@lru_cache(maxsize=16)
-def _sinc_kernel(orig: int, new: int) -> tuple[np.ndarray, np.ndarray, int, int]:
-    """torchaudio's filter bank for a rate pair: `(kernel, starts, width, step)`.
-
-    After dividing out the gcd there are `new` phases, each a row of `2 * width + orig` taps
-    applied every `step = orig` input samples; only the taps inside the 6 zero crossings are
-    non-zero, so each row keeps just those (`kernel[k]` starts at tap `starts[k]`). Building it
-    dominates short clips, so each rate pair builds it once.
-    """
-    gcd = math.gcd(orig, new)
-    orig, new = orig // gcd, new // gcd
-    cutoff = min(orig, new) * 0.99
-    width = math.ceil(6 * orig / cutoff)
-    phase = (np.arange(0, -new, -1) / new).astype(np.float32)  # float32 like torchaudio
-    t = (phase[:, None] + np.arange(-width, width + orig) / orig) * cutoff
-    t = t.clip(-6, 6)
-    window = np.cos(t * np.pi / 12) ** 2
-    t *= np.pi
-    sinc = np.sin(t) / np.where(t == 0, 1.0, t)
-    sinc[t == 0] = 1.0
-    full = (sinc * window * cutoff / orig).astype(np.float32)
-    nonzero = full != 0
-    first, end = nonzero.argmax(axis=1), full.shape[1] - nonzero[:, ::-1].argmax(axis=1)
-    taps = int((end - first).max())
-    starts = np.minimum(first, full.shape[1] - taps)
-    kernel = np.stack([row[s : s + taps] for row, s in zip(full, starts, strict=True)])
-    return kernel, starts, width, orig
+    return soxr.resample(wave, orig, new, quality="HQ")
 
 
 def _check_rate(label: str, rate: int, target: int) -> None:
-    """Refuse a rate no recording has, or one whose resampling kernel would be huge."""
-    if rate == target:
-        return
-    gcd = math.gcd(rate, target)
-    if not MIN_RATE <= rate <= MAX_RATE or max(rate, target) // gcd > MAX_RATE_RATIO:
+    """Refuse a rate no recording has."""
+    if rate != target and not MIN_RATE <= rate <= MAX_RATE:
         raise AudioError(label, "unsupported sample rate", f"{rate} Hz")
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -13,6 +15,7 @@ import onnx
 import pytest
 import soundfile as sf
 import torch
+from fastapi.testclient import TestClient
 from helpers.audio import RATE, mirror_clips, voice
 from helpers.models import LABELS, TINY_CNN, make_checkpoint
 from helpers.project import ROOT, compose_config, run_cli
@@ -22,6 +25,8 @@ from knd.errors import KndError
 from knd.models.features import FrontEnd
 from knd.models.onnx_export import DftFrontEnd, export_onnx
 from knd.serving.predict import load_predictor
+from knd.serving.serve import create_app
+from knd.serving.torch_backend import TorchPredictor
 
 MODELS = {
     "cnn": TINY_CNN,
@@ -32,11 +37,14 @@ MODELS = {
 
 @pytest.fixture(scope="module", params=list(MODELS))
 def exported(request, tmp_path_factory):
-    """(checkpoint, its ONNX export) for each architecture and for an ensemble."""
+    """(checkpoint, its ONNX export) for each architecture and for an ensemble.
+
+    The export is not named after the checkpoint, so `load_predictor(checkpoint)` runs PyTorch.
+    """
     folder = tmp_path_factory.mktemp(request.param)
     checkpoint = make_checkpoint(folder / "model.pt", *MODELS[request.param])
-    export_onnx(checkpoint, folder / "model.onnx")
-    return checkpoint, folder / "model.onnx"
+    export_onnx(checkpoint, folder / "export.onnx")
+    return checkpoint, folder / "export.onnx"
 
 
 def test_onnx_agrees_with_pytorch_on_real_clips(exported):
@@ -47,15 +55,17 @@ def test_onnx_agrees_with_pytorch_on_real_clips(exported):
     waves.append(np.concatenate(waves[:3]))  # one long clip: several windows
     want = [list(p.values()) for p in torch_backend.predict(waves)]
     got = [list(p.values()) for p in onnx_backend.predict(waves)]
-    assert onnx_backend.backend == "onnx" and onnx_backend.labels == LABELS
+    assert (torch_backend.backend, onnx_backend.backend) == ("torch", "onnx")
+    assert onnx_backend.labels == LABELS
     np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
 
 
 def test_onnx_file_is_self_contained(exported):
-    _, exported_model = exported
+    checkpoint, exported_model = exported
     model = onnx.load(exported_model)
     meta = {p.key: json.loads(p.value) for p in model.metadata_props}
     assert meta["knd.labels"] == LABELS
+    assert meta["knd.checkpoint_sha256"] == hashlib.sha256(checkpoint.read_bytes()).hexdigest()
     assert from_dict(FeatureConfig, meta["knd.feature_config"]).num_samples == 2 * RATE
     (waveform,), (probabilities,) = model.graph.input, model.graph.output
     dims = [d.dim_param or d.dim_value for d in waveform.type.tensor_type.shape.dim]
@@ -87,6 +97,58 @@ def test_dft_front_end_matches_torch_stft(overrides):
         assert DftFrontEnd(cfg)(waves).shape == FrontEnd(cfg)(waves).shape
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * want.max().item())
+
+
+# --- a checkpoint runs on the export beside it, while that was made from it ------------------
+
+
+def test_a_checkpoint_runs_on_its_own_export_beside_it(tmp_path, capsys):
+    checkpoint, export = tmp_path / "model.pt", tmp_path / "model.onnx"
+    export_onnx(make_checkpoint(checkpoint, *MODELS["sernet"]), export)
+    capsys.readouterr()
+    predictor = load_predictor(checkpoint)
+    assert predictor.backend == "onnx"
+    assert capsys.readouterr().err == f"{checkpoint}: running its ONNX export {export}\n"
+    waves = [predictor.read(data, name) for name, data in mirror_clips(6).items()]
+    got = [list(p.values()) for p in predictor.predict(waves)]
+    want = [list(p.values()) for p in TorchPredictor(checkpoint).predict(waves)]
+    np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
+    with TestClient(create_app(checkpoint)) as client:
+        assert client.get("/health").json()["backend"] == "onnx"
+    code = (  # the default `knd serve` (models/model.pt beside its export) needs no torch
+        "import sys; from knd.serving.predict import load_predictor; "
+        f"assert load_predictor({str(checkpoint)!r}).backend == 'onnx'; "
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, timeout=120)
+
+
+@pytest.mark.parametrize("stale", ["other-checkpoint", "no-hash", "junk"])
+def test_a_stale_or_broken_export_beside_the_checkpoint_is_ignored(tmp_path, capsys, stale):
+    """PyTorch runs, and one line says why, when the export beside the checkpoint is stale.
+
+    Stale: made from another checkpoint (retrained since; here another architecture too), made
+    before exports recorded their checkpoint's hash, or no export at all.
+    """
+    checkpoint = make_checkpoint(tmp_path / "model.pt")
+    export = tmp_path / "model.onnx"
+    if stale == "junk":
+        export.write_bytes(b"junk")
+    else:
+        export_onnx(make_checkpoint(tmp_path / "old.pt", *MODELS["sernet"]), export)
+    if stale == "no-hash":
+        shutil.copy(tmp_path / "old.pt", checkpoint)
+        model = onnx.load(export)
+        kept = [p for p in model.metadata_props if p.key != "knd.checkpoint_sha256"]
+        del model.metadata_props[:]
+        model.metadata_props.extend(kept)
+        onnx.save(model, export)
+    capsys.readouterr()
+    predictor = load_predictor(checkpoint)
+    assert predictor.backend == "torch"
+    (line,) = capsys.readouterr().err.splitlines()
+    reason = "not a loadable ONNX model" if stale == "junk" else "not exported from this checkpoint"
+    assert line.startswith(f"{checkpoint}: ignoring {export} ({reason}")
 
 
 def test_export_command_and_a_bad_checkpoint(monkeypatch, capsys, tmp_path):
@@ -153,7 +215,7 @@ def test_both_backends_read_audio_alike(exported, tmp_path):
         "silent.wav": _wav(np.zeros(1000, np.float32), RATE),
         "truncated.wav": _wav(voice(1.0), RATE, "PCM_16")[:5000],
         "nan.wav": _wav(np.full(100, np.nan, np.float32), RATE),
-        "odd-rate.wav": _wav(voice(0.1, 16_001), 16_001),
+        "odd-rate.wav": _wav(voice(0.5, 999), 999),
     }
     for name, data in [*bad.items(), ("missing.wav", tmp_path / "missing.wav")]:
         with pytest.raises(KndError) as want:

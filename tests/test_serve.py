@@ -92,11 +92,10 @@ def test_unusable_audio_is_422_with_the_reason(client, data, message):
     assert response.status_code == 422 and response.json()["detail"].startswith(message)
 
 
-def test_an_odd_sample_rate_is_422_at_once(client):
-    """A few bytes claiming 16001 Hz would otherwise cost ~35 s of CPU and GBs to resample."""
-    response = post(client, encode(voice(0.01, 16_001), 16_001), "odd.wav")
+def test_a_sample_rate_no_recording_has_is_422(client):
+    response = post(client, encode(voice(0.5, 999), 999), "odd.wav")
     assert response.status_code == 422
-    assert response.json()["detail"] == "odd.wav: unsupported sample rate (16001 Hz)"
+    assert response.json()["detail"] == "odd.wav: unsupported sample rate (999 Hz)"
 
 
 def test_hours_of_compressed_audio_are_422_before_decoding(client):
@@ -189,13 +188,3 @@ def test_api_docs_load_nothing_from_the_internet(client, page):
         assert asset.status_code == 200 and asset.content, url
         if url.endswith(".js"):  # the page's one script: Swagger UI's or ReDoc's bundle
             assert "javascript" in asset.headers["content-type"] and len(asset.content) > 100_000
-
-
-def test_without_fastapi_offline_the_docs_fall_back_to_fastapis(checkpoint, monkeypatch):
-    import knd.serving.serve
-
-    monkeypatch.setattr(knd.serving.serve, "_docs_assets", lambda: None)
-    with TestClient(create_app(checkpoint)) as client:
-        page = client.get("/docs")
-        assert page.status_code == 200 and "swagger-ui-bundle.js" in page.text
-        assert client.get("/docs-assets/swagger-ui-bundle.js").status_code == 404

@@ -200,11 +200,8 @@ def _verify(path: Path, md5: str, source: str, downloaded: bool) -> None:
 
 
 def _md5sum(path: Path) -> str:
-    digest = hashlib.md5()
     with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "md5").hexdigest()
 
 
 def _extract(archive: Path, raw_dir: Path) -> None:

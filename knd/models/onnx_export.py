@@ -4,7 +4,9 @@ The graph is the whole `Classifier` (log-mel/MFCC front end, normalisation, netw
 by a softmax. Its input `waveform` is `(batch, samples)` float32 at the training sample rate and
 length (`features.duration`; windowing longer clips stays in `knd.serving.predict`), with a dynamic
 batch axis; its output `probabilities` is `(batch, classes)`. Labels and the feature and model
-configs are stored as JSON metadata, so the .onnx file alone is enough to predict.
+configs are stored as JSON metadata, so the .onnx file alone is enough to predict; so is the
+checkpoint's sha256, so that `load_predictor` runs an export beside its checkpoint instead of it
+only while it was made from that very file.
 
 `torch.stft` returns complex tensors, which the TorchScript exporter cannot write, so the
 exported front end computes the same STFT as a strided conv1d with a fixed windowed-DFT basis.
@@ -27,7 +29,15 @@ from knd.config import FeatureConfig, to_dict
 from knd.errors import KndError
 from knd.models.classifier import Classifier
 from knd.models.features import FrontEnd
-from knd.serving.onnx_backend import INPUT, META_FEATURES, META_LABELS, META_MODEL, OUTPUT
+from knd.serving.onnx_backend import (
+    INPUT,
+    META_CHECKPOINT,
+    META_FEATURES,
+    META_LABELS,
+    META_MODEL,
+    OUTPUT,
+    file_sha256,
+)
 
 OPSET = 17
 TOLERANCE = 1e-4  # max |probability difference| between the export and the checkpoint
@@ -93,6 +103,7 @@ def export_onnx(model_path: str | Path, out_path: str | Path) -> float:
         (META_LABELS, model.labels),
         (META_FEATURES, to_dict(model.feature_cfg)),
         (META_MODEL, to_dict(model.model_cfg)),
+        (META_CHECKPOINT, file_sha256(model_path)),
     ):
         proto.metadata_props.add(key=key, value=json.dumps(value))
     proto.doc_string = (

@@ -1,11 +1,12 @@
 """The ONNX backend: an `knd export` model run by onnxruntime, so serving it needs no torch.
 
-Audio is decoded by `Predictor.read` (`knd.audio.read_audio`: soundfile and numpy resampling),
+Audio is decoded by `Predictor.read` (`knd.audio.read_audio`: soundfile and soxr),
 the same reader as the torch backend's, so both see the same samples and report a bad file alike.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from knd.serving.predict import Predictor
 
 # Metadata keys written by `knd export` (knd/models/onnx_export.py); values are JSON.
 META_LABELS, META_FEATURES, META_MODEL = "knd.labels", "knd.feature_config", "knd.model_config"
+META_CHECKPOINT = "knd.checkpoint_sha256"  # of the .pt file it was exported from
 INPUT, OUTPUT = "waveform", "probabilities"
 
 
@@ -33,6 +35,7 @@ class OnnxPredictor(Predictor):
             meta = self.session.get_modelmeta().custom_metadata_map
             labels = json.loads(meta[META_LABELS])
             cfg = from_dict(FeatureConfig, json.loads(meta[META_FEATURES]))
+            self.checkpoint_sha256 = json.loads(meta.get(META_CHECKPOINT, "null"))
         except KeyError as err:
             raise KndError(
                 f"{path}: ONNX model without knd metadata {err}; make it with `knd export`"
@@ -43,3 +46,9 @@ class OnnxPredictor(Predictor):
 
     def _forward(self, windows: np.ndarray) -> np.ndarray:
         return self.session.run([OUTPUT], {INPUT: windows})[0]
+
+
+def file_sha256(path: str | Path) -> str:
+    """What an export records of its checkpoint, to tell whether it still matches it."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,12 @@ from knd.serving.predictor import Predictor
 
 
 def load_predictor(path: str | Path, batch_size: int = 32) -> Predictor:
-    """The backend for a model file: `.pt` -> PyTorch, `.onnx` -> onnxruntime (no torch)."""
+    """The backend for a model file: `.pt` -> PyTorch, `.onnx` -> onnxruntime (no torch).
+
+    A `.pt` checkpoint runs on its export instead when `knd export` left one beside it
+    (`model.onnx` next to `model.pt`) made from this very file: the same probabilities (checked
+    at export) at about half the latency, and no torch to import. Either choice is said on stderr.
+    """
     path = Path(path)
     if not path.is_file():
         raise KndError(f"{path}: model not found; train one with `knd train` (or `knd export`)")
@@ -30,8 +36,28 @@ def load_predictor(path: str | Path, batch_size: int = 32) -> Predictor:
     if path.suffix == ".pt":
         from knd.serving.torch_backend import TorchPredictor
 
-        return TorchPredictor(path, batch_size)
+        return _export_of(path, batch_size) or TorchPredictor(path, batch_size)
     raise KndError(f"{path}: unknown model type; expected a .pt checkpoint or an .onnx export")
+
+
+def _export_of(checkpoint: Path, batch_size: int) -> Predictor | None:
+    """The ONNX export beside `checkpoint` if it was made from it; else None, with a notice."""
+    export = checkpoint.with_suffix(".onnx")
+    if not export.is_file():
+        return None
+    from knd.serving.onnx_backend import OnnxPredictor, file_sha256
+
+    try:
+        predictor = OnnxPredictor(export, batch_size)
+    except KndError as err:
+        reason = str(err).removeprefix(f"{export}: ")
+    else:
+        if predictor.checkpoint_sha256 == file_sha256(checkpoint):
+            print(f"{checkpoint}: running its ONNX export {export}", file=sys.stderr)
+            return predictor
+        reason = "not exported from this checkpoint; `knd export` updates it"
+    print(f"{checkpoint}: ignoring {export} ({reason})", file=sys.stderr)
+    return None
 
 
 def result(path: str, probabilities: dict[str, float]) -> dict[str, Any]:

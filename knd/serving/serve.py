@@ -7,8 +7,7 @@ Inference runs under a lock: one forward pass at a time uses both cores well, an
 requests still decode their uploads in parallel. Importing this module does not import torch.
 
 `/docs` (Swagger UI) and `/redoc` load their scripts from this server, not from a CDN, so they
-work offline: the files come from the fastapi-offline package (Swagger UI 5, which renders
-FastAPI's OpenAPI 3.1 schema). Without that package they fall back to FastAPI's CDN pages.
+work offline: `FastAPIOffline` (the fastapi-offline package, part of the [serve] extra) serves them.
 """
 
 from __future__ import annotations
@@ -18,10 +17,9 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import FastAPI, File, HTTPException, Request, UploadFile
-from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi import FastAPI, File, HTTPException, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse
-from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -31,7 +29,6 @@ from knd.serving.predict import load_predictor, result
 
 MB = 1_000_000
 MAX_UPLOAD_SECONDS = 600  # decoded audio, not bytes: compressed uploads can claim hours
-DOCS_ASSETS = "/docs-assets"  # where Swagger UI's and ReDoc's own files are served
 
 
 class Prediction(BaseModel):
@@ -87,16 +84,11 @@ def create_app(model_path: str | Path, max_upload_bytes: int = 20 * MB) -> FastA
         status="ok", model=Path(model_path).name, labels=predictor.labels, backend=predictor.backend
     )
 
-    assets = _docs_assets()
-    app = FastAPI(
+    app = FastAPIOffline(
         title="knd",
         summary="Speech emotion recognition on RAVDESS",
         description=f"Model `{health.model}` ({health.backend}), labels {health.labels}.",
-        docs_url=None if assets else "/docs",
-        redoc_url=None if assets else "/redoc",
     )
-    if assets:
-        _serve_docs_offline(app, assets)
     app.add_middleware(BodyLimit, limit=max_upload_bytes)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -122,43 +114,3 @@ def create_app(model_path: str | Path, max_upload_bytes: int = 20 * MB) -> FastA
         return Prediction(**result(name, probabilities))
 
     return app
-
-
-def _docs_assets() -> Path | None:
-    """The folder with swagger-ui-bundle.js, swagger-ui.css and redoc.standalone.js, if any."""
-    try:
-        folder = Path(str(files("fastapi_offline").joinpath("static")))
-    except ModuleNotFoundError:
-        return None
-    return folder if (folder / "swagger-ui-bundle.js").is_file() else None
-
-
-def _serve_docs_offline(app: FastAPI, assets: Path) -> None:
-    """`/docs` and `/redoc` as FastAPI makes them, with every script and style served locally."""
-    app.mount(DOCS_ASSETS, StaticFiles(directory=assets), name="docs-assets")
-
-    def urls(request: Request) -> tuple[str, str]:
-        root = request.scope.get("root_path", "")  # behind a proxy that strips a prefix
-        return f"{root}{app.openapi_url}", f"{root}{DOCS_ASSETS}"
-
-    @app.get("/docs", include_in_schema=False)
-    def swagger_ui(request: Request) -> HTMLResponse:
-        openapi, static = urls(request)
-        return get_swagger_ui_html(
-            openapi_url=openapi,
-            title=f"{app.title} - Swagger UI",
-            swagger_js_url=f"{static}/swagger-ui-bundle.js",
-            swagger_css_url=f"{static}/swagger-ui.css",
-            swagger_favicon_url=f"{static}/favicon.png",
-        )
-
-    @app.get("/redoc", include_in_schema=False)
-    def redoc(request: Request) -> HTMLResponse:
-        openapi, static = urls(request)
-        return get_redoc_html(
-            openapi_url=openapi,
-            title=f"{app.title} - ReDoc",
-            redoc_js_url=f"{static}/redoc.standalone.js",
-            redoc_favicon_url=f"{static}/favicon.png",
-            with_google_fonts=False,
-        )
