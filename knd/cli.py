@@ -27,6 +27,21 @@ DEFAULT_PARAMS = Path("params.yaml")
 DEFAULT_MODEL = Path("models/model.pt")
 
 
+@app.callback()
+def options(
+    ctx: typer.Context,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also log details.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Log warnings only.")] = False,
+) -> None:
+    """Speech emotion recognition on RAVDESS: pipeline stages, prediction and serving."""
+    from knd.logs import LEVELS, setup
+
+    if verbose and quiet:
+        raise typer.BadParameter("--verbose and --quiet exclude each other")
+    level = LEVELS["verbose" if verbose else "quiet" if quiet else "normal"]
+    ctx.with_resource(setup(level))
+
+
 def _config(path: Path):
     from knd.config import load_config
 

@@ -70,19 +70,22 @@ def _bad_files(raw: Path) -> dict[str, str]:
     }
 
 
-def test_bad_files_are_reported_and_skipped(tmp_path, capsys):
+def test_bad_files_are_reported_and_skipped(tmp_path, caplog):
     raw, out = tmp_path / "raw", tmp_path / "processed"
     _write_corpus(raw)
     expected = _bad_files(raw)
     cfg = compose_config(*TINY, "data.max_skipped_fraction=0.1")
-    summary = make_dataset(cfg, raw, out)
+    with caplog.at_level("INFO", logger="knd"):
+        summary = make_dataset(cfg, raw, out)
 
     assert summary["kept"] == 8 * 16 and summary["skipped"] == len(expected)
     reasons = {Path(s["path"]).name: s["reason"] for s in summary["skipped_files"]}
     assert reasons == expected
-    printed = capsys.readouterr().out
-    assert f"{summary['files']} files: 128 kept, 6 skipped" in printed
-    assert "recording-from-my-phone.wav: bad file name" in printed
+    assert f"{summary['files']} files: 128 kept, 6 skipped" in caplog.messages
+    warned = [r.message for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 6 and any(
+        "recording-from-my-phone.wav: bad file name" in w for w in warned
+    )
     assert json.loads((out / "summary.json").read_text()) == summary
 
     data = load_processed(out)

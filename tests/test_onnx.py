@@ -102,13 +102,13 @@ def test_dft_front_end_matches_torch_stft(overrides):
 # --- a checkpoint runs on the export beside it, while that was made from it ------------------
 
 
-def test_a_checkpoint_runs_on_its_own_export_beside_it(tmp_path, capsys):
+def test_a_checkpoint_runs_on_its_own_export_beside_it(tmp_path, caplog):
     checkpoint, export = tmp_path / "model.pt", tmp_path / "model.onnx"
     export_onnx(make_checkpoint(checkpoint, *MODELS["sernet"]), export)
-    capsys.readouterr()
-    predictor = load_predictor(checkpoint)
+    with caplog.at_level("INFO", logger="knd"):
+        predictor = load_predictor(checkpoint)
     assert predictor.backend == "onnx"
-    assert capsys.readouterr().err == f"{checkpoint}: running its ONNX export {export}\n"
+    assert caplog.messages == [f"{checkpoint}: running its ONNX export {export}"]
     waves = [predictor.read(data, name) for name, data in mirror_clips(6).items()]
     got = [list(p.values()) for p in predictor.predict(waves)]
     want = [list(p.values()) for p in TorchPredictor(checkpoint).predict(waves)]
@@ -124,7 +124,7 @@ def test_a_checkpoint_runs_on_its_own_export_beside_it(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("stale", ["other-checkpoint", "no-hash", "junk"])
-def test_a_stale_or_broken_export_beside_the_checkpoint_is_ignored(tmp_path, capsys, stale):
+def test_a_stale_or_broken_export_beside_the_checkpoint_is_ignored(tmp_path, caplog, stale):
     """PyTorch runs, and one line says why, when the export beside the checkpoint is stale.
 
     Stale: made from another checkpoint (retrained since; here another architecture too), made
@@ -143,10 +143,10 @@ def test_a_stale_or_broken_export_beside_the_checkpoint_is_ignored(tmp_path, cap
         del model.metadata_props[:]
         model.metadata_props.extend(kept)
         onnx.save(model, export)
-    capsys.readouterr()
-    predictor = load_predictor(checkpoint)
+    with caplog.at_level("INFO", logger="knd"):
+        predictor = load_predictor(checkpoint)
     assert predictor.backend == "torch"
-    (line,) = capsys.readouterr().err.splitlines()
+    (line,) = caplog.messages
     reason = "not a loadable ONNX model" if stale == "junk" else "not exported from this checkpoint"
     assert line.startswith(f"{checkpoint}: ignoring {export} ({reason}")
 

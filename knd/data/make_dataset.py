@@ -9,6 +9,7 @@ skipped, never guessed at; the outputs appear all at once or not at all.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
@@ -27,6 +28,8 @@ from knd.data.processed import INT16_SCALE, save_processed, to_int16
 from knd.data.splits import assign_splits
 from knd.errors import KndError
 from knd.models.features import FrontEnd, band_stats, extract, fix_length
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -77,7 +80,7 @@ def make_dataset(
     good = [i for i, d in enumerate(decoded) if not isinstance(d, AudioError)]
     skipped += [Skipped(d.path, d.reason, d.detail) for d in decoded if isinstance(d, AudioError)]
     summary = _summary(len(paths), len(good), skipped)
-    _print_summary(summary)
+    _log_summary(summary)
     _check_usable(summary, cfg.data.max_skipped_fraction)
 
     meta = pd.DataFrame([rows[i] for i in good]).reset_index(drop=True)
@@ -105,9 +108,13 @@ def make_dataset(
     }
     save_processed(out_dir, data, meta, summary)
     counts = meta.groupby("split")["actor"].agg(["count", "nunique"])
-    print(f"splits ({cfg.split.strategy}):")
-    for name, row in counts.iterrows():
-        print(f"  {name:5s} {row['count']:5d} clips  {row['nunique']:3d} actors")
+    log.info(
+        "splits (%s): %s",
+        cfg.split.strategy,
+        ", ".join(
+            f"{name} {r['count']} clips of {r['nunique']} actors" for name, r in counts.iterrows()
+        ),
+    )
     return summary
 
 
@@ -121,12 +128,11 @@ def _summary(total: int, kept: int, skipped: list[Skipped]) -> dict:
     }
 
 
-def _print_summary(summary: dict) -> None:
-    print(f"{summary['files']} files: {summary['kept']} kept, {summary['skipped']} skipped")
+def _log_summary(summary: dict) -> None:
+    log.info("%d files: %d kept, %d skipped", summary["files"], summary["kept"], summary["skipped"])
     for s in summary["skipped_files"]:
-        print(
-            f"  skipped {s['path']}: {s['reason']}" + (f" ({s['detail']})" if s["detail"] else "")
-        )
+        detail = f" ({s['detail']})" if s["detail"] else ""
+        log.warning("skipped %s: %s%s", s["path"], s["reason"], detail)
 
 
 def _check_usable(summary: dict, max_skipped_fraction: float) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from pathlib import Path
 
 import matplotlib
@@ -21,6 +22,8 @@ from knd.config import FeatureConfig, from_dict
 from knd.data.processed import Processed, load_processed
 from knd.models.classifier import read_checkpoint
 from knd.models.features import FrontEnd
+
+log = logging.getLogger(__name__)
 
 
 def training_curves(history: list[dict], saved_epoch: int, n_classes: int, out: Path) -> None:
@@ -117,7 +120,7 @@ def _save(fig, out: Path) -> None:
     fig.tight_layout()
     fig.savefig(out, dpi=110, bbox_inches="tight")
     plt.close(fig)
-    print(f"wrote {out}")
+    log.info("wrote %s", out)
 
 
 def plot(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-import sys
+import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,8 @@ from typing import Any
 from knd.audio import AUDIO_EXTENSIONS
 from knd.errors import KndError
 from knd.serving.predictor import Predictor
+
+log = logging.getLogger(__name__)
 
 
 def load_predictor(path: str | Path, batch_size: int = 32) -> Predictor:
@@ -53,10 +55,10 @@ def _export_of(checkpoint: Path, batch_size: int) -> Predictor | None:
         reason = str(err).removeprefix(f"{export}: ")
     else:
         if predictor.checkpoint_sha256 == file_sha256(checkpoint):
-            print(f"{checkpoint}: running its ONNX export {export}", file=sys.stderr)
+            log.info("%s: running its ONNX export %s", checkpoint, export)
             return predictor
         reason = "not exported from this checkpoint; `knd export` updates it"
-    print(f"{checkpoint}: ignoring {export} ({reason})", file=sys.stderr)
+    log.warning("%s: ignoring %s (%s)", checkpoint, export, reason)
     return None
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import statistics
 import time
 from pathlib import Path
@@ -21,6 +22,8 @@ from knd.models.features import band_stats
 from knd.training.evaluate import evaluate_split
 from knd.training.metrics import scalars
 from knd.training.train import fit
+
+log = logging.getLogger(__name__)
 
 HEADLINE = ("uar", "accuracy", "f1_macro", "f1_weighted")
 
@@ -46,7 +49,7 @@ def cross_validate(
     test_actors = kfold_test_actors(actors, cfg.split.k, cfg.split.seed)
     results = []
     for fold in folds if folds is not None else range(cfg.split.k):
-        print(f"== fold {fold} of {cfg.split.k}: test actors {test_actors[fold]}")
+        log.info("fold %d of %d: test actors %s", fold, cfg.split.k, test_actors[fold])
         start = time.perf_counter()
         fold_dir = out_dir / f"fold{fold}"
         fdata = fold_data(data, cfg, fold)
@@ -57,11 +60,11 @@ def cross_validate(
         results.append(
             {"fold": fold, "test_actors": test_actors[fold], "seconds": seconds, **metrics}
         )
-        print(f"fold {fold}: " + "  ".join(f"{k} {metrics[k]:.4f}" for k in HEADLINE))
+        log.info("fold %d: %s", fold, "  ".join(f"{k} {metrics[k]:.4f}" for k in HEADLINE))
     summary = summarise(results, cfg)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "cv.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(format_table(summary))
+    log.info("cross-validation by actor:\n%s", format_table(summary))
     return summary
 
 

@@ -10,6 +10,7 @@ code (`knd.serving.predictor`: windows of the training duration, probabilities a
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,8 @@ from knd.data.processed import Processed, load_processed
 from knd.models.classifier import Classifier
 from knd.serving.torch_backend import TorchPredictor
 from knd.training.metrics import classification_metrics, scalars
+
+log = logging.getLogger(__name__)
 
 LEAKY_NOTE = (
     "LEAKY: random clip-level split, the test actors are also in training; "
@@ -82,5 +85,5 @@ def evaluate(
         from knd.training.tracking import track_evaluation
 
         track_evaluation(cfg, summary, metrics, data.labels)
-    print(json.dumps(summary, indent=2))
+    log.info("test metrics: %s", json.dumps(summary))
     return summary

@@ -13,6 +13,7 @@ batch size.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,8 @@ from knd.errors import KndError
 from knd.serving.predict import load_predictor
 from knd.serving.predictor import Predictor
 from knd.training.metrics import classification_metrics
+
+log = logging.getLogger(__name__)
 
 SEED = 0
 BABBLE_TALKERS = 4  # clips of other held-out actors summed into one babble noise
@@ -234,6 +237,6 @@ def robustness(
     figure(results, len(predictor.labels), tmp_png)
     os.replace(tmp_json, out)
     os.replace(tmp_png, figure_path)
-    print(table(results))
-    print(f"wrote {out} and {figure_path}")
+    log.info("UAR and WA under each condition:\n%s", table(results))
+    log.info("wrote %s and %s", out, figure_path)
     return report

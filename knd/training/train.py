@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,8 @@ from knd.models.classifier import Classifier
 from knd.training.augment import Augmenter
 from knd.training.evaluate import evaluate_split
 from knd.training.metrics import scalars
+
+log = logging.getLogger(__name__)
 
 LAST_STATE = Path("models/checkpoints/last.pt")
 
@@ -199,7 +202,7 @@ class Trainer:
             return False
         state = torch.load(path, map_location=self.rt.device, weights_only=False)
         if state["fingerprint"] != config_fingerprint(self.cfg):
-            print(f"resume: {path} belongs to other settings; starting from scratch")
+            log.warning("resume: %s belongs to other settings; starting from scratch", path)
             return False
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -209,7 +212,7 @@ class Trainer:
         self.epoch, self.best_uar = state["epoch"], state["best_uar"]
         self.best_epoch, self.history = state["best_epoch"], state["history"]
         self.best_state = state["best_state"]
-        print(f"resume: continuing after epoch {self.epoch} from {path}")
+        log.info("resume: continuing after epoch %d from %s", self.epoch, path)
         return True
 
 
@@ -261,10 +264,14 @@ def fit(cfg: Config, data: Processed, model_path: Path, live_dir: Path, state_pa
                     }
             else:
                 bad_epochs += 1
-            print(
-                f"epoch {trainer.epoch:3d}/{cfg.train.epochs}  loss {loss:.4f}"
-                f"  val uar {val['uar']:.4f}  acc {val['accuracy']:.4f}"
-                + ("  *best" if trainer.best_epoch == trainer.epoch else "")
+            log.info(
+                "epoch %3d/%d  loss %.4f  val uar %.4f  acc %.4f%s",
+                trainer.epoch,
+                cfg.train.epochs,
+                loss,
+                val["uar"],
+                val["accuracy"],
+                "  *best" if trainer.best_epoch == trainer.epoch else "",
             )
             state_path.parent.mkdir(parents=True, exist_ok=True)
             tmp = state_path.with_name(state_path.name + ".tmp")
@@ -279,7 +286,7 @@ def fit(cfg: Config, data: Processed, model_path: Path, live_dir: Path, state_pa
                 trainer.scheduler.step(decided[0].item())
         if decided[1].item():
             if rt.main:
-                print(f"early stop: no validation UAR gain for {cfg.train.patience} epochs")
+                log.info("early stop: no validation UAR gain for %d epochs", cfg.train.patience)
             break
     selected = trainer.best_epoch if cfg.train.select == "best" else trainer.epoch
     result = {
@@ -298,9 +305,14 @@ def fit(cfg: Config, data: Processed, model_path: Path, live_dir: Path, state_pa
             validation=validation,
             history=trainer.history,
         )
-        print(
-            f"{cfg.train.select} epoch {selected}: val uar {validation['val_uar']:.4f}"
-            f" (best {trainer.best_uar:.4f} at epoch {trainer.best_epoch}) -> {model_path}"
+        log.info(
+            "%s epoch %d: val uar %.4f (best %.4f at epoch %d) -> %s",
+            cfg.train.select,
+            selected,
+            validation["val_uar"],
+            trainer.best_uar,
+            trainer.best_epoch,
+            model_path,
         )
         tracker.summary(result)
         tracker.log_model(model_path, result)
