@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 import typer
 
 from knd.errors import KndError
+from knd.paths import HELD_OUT_MODEL, RELEASE_MODEL
 
 app = typer.Typer(
     help="Speech emotion recognition on RAVDESS: pipeline stages, prediction and serving.",
@@ -24,7 +25,7 @@ app = typer.Typer(
 Params = Annotated[Path, typer.Option("--params", help="Parameters file (composed by DVC).")]
 Model = Annotated[Path, typer.Option("--model", help="Trained checkpoint.")]
 DEFAULT_PARAMS = Path("params.yaml")
-DEFAULT_MODEL = Path("models/model.pt")
+DEFAULT_MODEL = RELEASE_MODEL
 
 
 @app.callback()
@@ -72,8 +73,16 @@ def make_dataset(params: Params = DEFAULT_PARAMS) -> None:
 
 @app.command()
 def train(params: Params = DEFAULT_PARAMS) -> None:
-    """Train the configured model -> models/model.pt (also under torchrun for DDP)."""
+    """Train on the split's training actors -> models/heldout.pt (also under torchrun for DDP)."""
     from knd.training.train import train as run
+
+    run(_config(params))
+
+
+@app.command()
+def release(params: Params = DEFAULT_PARAMS) -> None:
+    """Train the same recipe on every actor -> models/model.pt, the model predict/serve use."""
+    from knd.training.release import release as run
 
     run(_config(params))
 
@@ -162,10 +171,12 @@ def predict(
 
 @app.command()
 def robustness(
-    model: AnyModel = DEFAULT_MODEL,
+    model: AnyModel = HELD_OUT_MODEL,
     batch_size: Annotated[int, typer.Option(min=1, help="Windows per forward pass.")] = 32,
 ) -> None:
     """Test-split UAR and WA under changed recording conditions -> reports/robustness.json.
+
+    Scores the held-out model: the release (models/model.pt) has heard the test actors.
 
     Level, white and babble noise, reverberation, telephone band, extra silence, cropping; a
     table is printed and reports/robustness.png drawn.

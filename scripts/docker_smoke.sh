@@ -218,7 +218,7 @@ if [ "${SKIP_TRAIN:-0}" != 1 ]; then
 p[\"train\"][\"epochs\"] = 1; p[\"wandb\"][\"mode\"] = \"disabled\"
 yaml.safe_dump(p, open(\"params.yaml\", \"w\"))" &&
         ln -s /app/data data && knd train'
-    ls -l "$WORK/out/models/model.pt"
+    ls -l "$WORK/out/models/heldout.pt"
   fi
 fi
 

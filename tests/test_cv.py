@@ -65,9 +65,9 @@ def test_summary_and_table_report_mean_and_spread():
     cfg = compose_config("split=kfold")
     results = [
         {"fold": 0, "test_actors": [1, 2], "seconds": 9.0, "uar": 0.5, "accuracy": 0.6}
-        | {"f1_macro": 0.4, "f1_weighted": 0.45},
+        | {"f1_macro": 0.4, "f1_weighted": 0.45, "ece": 0.05},
         {"fold": 1, "test_actors": [3, 4], "seconds": 8.0, "uar": 0.7, "accuracy": 0.7}
-        | {"f1_macro": 0.6, "f1_weighted": 0.55},
+        | {"f1_macro": 0.6, "f1_weighted": 0.55, "ece": 0.03},
     ]
     summary = summarise(results, cfg)
     assert (summary["model"], summary["k"], summary["epochs"]) == (
@@ -79,9 +79,12 @@ def test_summary_and_table_report_mean_and_spread():
     assert summary["uar"] == {"mean": 0.6, "std": 0.1414}  # stdev of 0.5 and 0.7: 0.1 * sqrt(2)
     assert summary["accuracy"] == {"mean": 0.65, "std": 0.0707}
     assert summary["f1_weighted"] == {"mean": 0.5, "std": 0.0707}
-    assert format_table(summary).splitlines()[2:] == [
-        "| 0 | 1,2 | 0.500 | 0.600 | 0.400 |",
-        "| 1 | 3,4 | 0.700 | 0.700 | 0.600 |",
-        "| mean ± std | | 0.600 ± 0.141 | 0.650 ± 0.071 | 0.500 ± 0.141 |",
+    assert summary["ece"] == {"mean": 0.04, "std": 0.0141}
+    assert format_table(summary).splitlines() == [
+        "| fold | test actors | UAR | WA | macro F1 | ECE |",
+        "|---|---|---|---|---|---|",
+        "| 0 | 1,2 | 0.500 | 0.600 | 0.400 | 0.050 |",
+        "| 1 | 3,4 | 0.700 | 0.700 | 0.600 | 0.030 |",
+        "| mean ± std | | 0.600 ± 0.141 | 0.650 ± 0.071 | 0.500 ± 0.141 | 0.040 ± 0.014 |",
     ]
     assert summarise(results[:1], cfg)["uar"] == {"mean": 0.5, "std": 0.0}

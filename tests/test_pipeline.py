@@ -11,7 +11,18 @@ import torch
 import yaml
 from helpers.project import experiments, git_env, make_project
 
-STAGES = ("download", "make_dataset", "train", "evaluate", "robustness", "plot")
+from knd.serving.predict import load_predictor
+
+STAGES = (
+    "download",
+    "make_dataset",
+    "train",
+    "evaluate",
+    "robustness",
+    "plot",
+    "release",
+    "export",
+)
 
 
 def dvc(project: Path, *args: str) -> str:
@@ -38,8 +49,13 @@ def test_all_stages_write_outputs_that_agree(project):
     summary = json.loads((project / "data/processed/summary.json").read_text())
     assert summary["kept"] == 120 and summary["skipped"] == 0
     meta = pd.read_csv(project / "data/processed/metadata.csv")
-    checkpoint = torch.load(project / "models/model.pt", weights_only=True)
+    checkpoint = torch.load(project / "models/heldout.pt", weights_only=True)
     assert checkpoint["labels"][0] == "neutral" and checkpoint["model_config"]["name"] == "sernet"
+    # the release: every actor, the held-out model's numbers, and its ONNX export beside it
+    released = torch.load(project / "models/model.pt", weights_only=True)
+    assert released["trained_on_actors"] == sorted(set(meta["actor"]))
+    assert released["heldout"]["trained_on_actors"] == checkpoint["trained_on_actors"]
+    assert set(checkpoint["trained_on_actors"]) == set(meta.loc[meta["split"] == "train", "actor"])
 
     # metrics.json is what predictions.csv says, on actors that training never heard
     metrics = json.loads((project / "reports/metrics.json").read_text())
@@ -63,6 +79,7 @@ def test_all_stages_write_outputs_that_agree(project):
         "confusion_matrix.png",
         "emotion_examples.png",
         "per_class.png",
+        "reliability.png",
         "training_curves.png",
     ]
     assert all(data.startswith(b"\x89PNG\r\n\x1a\n") for data in figures.values())
@@ -72,6 +89,8 @@ def test_all_stages_write_outputs_that_agree(project):
         robustness["clips"] == len(predictions) and "reverb RT60 0.8 s" in robustness["conditions"]
     )
     assert (project / "reports/robustness.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert released["heldout"]["metrics"] == metrics and 0 <= metrics["ece"] <= 1
+    assert load_predictor(project / "models/model.pt").backend == "onnx"  # the fresh export
     shown = json.loads(dvc(project, "metrics", "show", "--json"))
     assert shown[""]["data"]["reports/metrics.json"]["data"] == metrics
 
@@ -83,11 +102,12 @@ def test_caching_reruns_exactly_what_changed(project):
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["train"]["lr"] = params["train"]["lr"] / 2
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    assert ran(dvc(project, "repro")) == ["train", "evaluate", "robustness", "plot"]
+    after_train = ["train", "evaluate", "robustness", "plot", "release", "export"]
+    assert ran(dvc(project, "repro")) == after_train
 
     params["features"]["n_mels"] = 48
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    assert ran(dvc(project, "repro")) == ["make_dataset", "train", "evaluate", "robustness", "plot"]
+    assert ran(dvc(project, "repro")) == ["make_dataset", *after_train]
 
 
 @pytest.mark.slow

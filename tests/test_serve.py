@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from helpers.audio import RATE, mirror_clips, voice
 from helpers.models import LABELS, make_checkpoint
 
+from knd.serving.predict import load_predictor
 from knd.serving.serve import MB, create_app
 
 LIMIT = 1 * MB
@@ -60,8 +61,6 @@ def test_predict_a_wav(client):
 
 
 def test_predict_a_real_clip_like_the_predictor(client, checkpoint):
-    from knd.serving.predict import load_predictor
-
     (name, data), *_ = mirror_clips(1).items()
     response = post(client, data, name)
     predictor = load_predictor(checkpoint)
@@ -71,10 +70,18 @@ def test_predict_a_real_clip_like_the_predictor(client, checkpoint):
     assert response.json()["path"] == name
 
 
-def test_predict_a_stereo_44k_flac(client):
-    stereo = np.stack([voice(2.5, 44_100), voice(2.5, 44_100, f0=200)], axis=1)
-    response = post(client, encode(stereo, 44_100, "FLAC"), "stereo.flac")
-    assert response.status_code == 200 and response.json()["path"] == "stereo.flac"
+def test_predict_a_stereo_44k_flac(client, checkpoint):
+    """Both channels mixed and resampled: the answer of the mono mix the reader makes itself."""
+    left, right = voice(2.5, 44_100), voice(2.5, 44_100, f0=200)
+    response = post(client, encode(np.stack([left, right], axis=1), 44_100, "FLAC"), "s.flac")
+    assert response.status_code == 200 and response.json()["path"] == "s.flac"
+    predictor = load_predictor(checkpoint)
+    mono = predictor.read(encode((left + right) / 2, 44_100, "FLAC"), "mono.flac")
+    want = predictor.predict([mono])[0]
+    got = response.json()["probabilities"]
+    np.testing.assert_allclose(list(got.values()), list(want.values()), atol=1e-4)
+    one_channel = predictor.predict([predictor.read(encode(left, 44_100, "FLAC"), "l.flac")])[0]
+    assert np.abs(np.subtract(list(one_channel.values()), list(got.values()))).max() > 1e-3
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,6 @@
 """Training on a tiny real subset: repeatable, resumable, data-parallel, augmenting train only."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -13,11 +14,13 @@ import torch
 from helpers.project import TINY, compose_config, git_env, write_params
 
 from knd.data.processed import load_processed
+from knd.errors import KndError
 from knd.models.classifier import Classifier
 from knd.training.augment import Augmenter
 from knd.training.evaluate import evaluate, evaluate_split
 from knd.training.metrics import scalars
-from knd.training.train import Trainer, train
+from knd.training.release import release
+from knd.training.train import Trainer, fit, train
 
 
 def _run(processed: Path, out: Path, *overrides: str) -> dict:
@@ -131,14 +134,14 @@ def test_killed_run_resumes_to_the_same_result(processed, tmp_path):
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL, "training finished before it could be killed"
-    assert not (run / "models" / "model.pt").exists()
+    assert not (run / "models" / "heldout.pt").exists()
 
     write_params(run / "params.yaml", *TINY, "train.epochs=4", "train.resume=true")
     done = subprocess.run(_knd("train"), cwd=run, env=git_env(), capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "resume: continuing after epoch" in done.stderr  # the log, on stderr
-    a = torch.load(reference / "models" / "model.pt", weights_only=True)
-    b = torch.load(run / "models" / "model.pt", weights_only=True)
+    a = torch.load(reference / "models" / "heldout.pt", weights_only=True)
+    b = torch.load(run / "models" / "heldout.pt", weights_only=True)
     assert a["history"] == b["history"]
     assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
 
@@ -152,8 +155,8 @@ def test_distributed_data_parallel_with_gloo(processed, tmp_path):
     done = subprocess.run(cmd, cwd=run, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("epoch   1/1") == 1, "only rank 0 validates and logs"
-    assert (run / "models" / "model.pt").is_file()
-    assert os.path.getsize(run / "models" / "model.pt") > 10_000
+    assert (run / "models" / "heldout.pt").is_file()
+    assert os.path.getsize(run / "models" / "heldout.pt") > 10_000
 
 
 @pytest.mark.slow
@@ -176,3 +179,38 @@ def test_plateau_scheduler_keeps_the_ranks_in_step(processed, tmp_path):
     assert rank1["lr"] == rank0["lr"]
     assert rank0["weights"].keys() == rank1["weights"].keys()
     assert all(torch.equal(rank0["weights"][k], rank1["weights"][k]) for k in rank0["weights"])
+
+
+@pytest.mark.slow
+def test_release_trains_on_every_actor_and_carries_the_held_out_numbers(processed, tmp_path):
+    _run(processed, tmp_path)  # the held-out model and its reports
+    heldout = torch.load(tmp_path / "model.pt", weights_only=True)
+    temperature = float(heldout["state_dict"]["temperature"])
+    assert temperature != 1.0 and json.loads(_metrics(tmp_path))["temperature"] == round(
+        temperature, 4
+    )
+    cfg = compose_config(*TINY)
+    release(
+        cfg,
+        processed,
+        tmp_path / "model.pt",
+        tmp_path / "reports" / "metrics.json",
+        tmp_path / "release.pt",
+        tmp_path / "release_last.pt",
+    )
+    released = torch.load(tmp_path / "release.pt", weights_only=True)
+    everyone = sorted(set(load_processed(processed).meta["actor"]))
+    assert released["trained_on_actors"] == everyone
+    assert set(heldout["trained_on_actors"]) < set(everyone)  # test and val actors held out
+    assert released["heldout"]["trained_on_actors"] == heldout["trained_on_actors"]
+    assert released["heldout"]["metrics"] == json.loads(_metrics(tmp_path))
+    assert float(released["state_dict"]["temperature"]) == temperature
+    assert len(released["history"]) == 2 and "val_uar" not in released["history"][-1]
+
+
+def test_without_validation_actors_only_the_last_epoch_can_be_kept(processed, tmp_path):
+    data = load_processed(processed)
+    everyone = dataclasses.replace(data, meta=data.meta.assign(split="train"))
+    for setting in ("train.select=best", "train.patience=3", "train.scheduler=plateau"):
+        with pytest.raises(KndError, match="no validation actors"):
+            fit(compose_config(*TINY, setting), everyone, tmp_path / "m.pt", None, tmp_path / "s")

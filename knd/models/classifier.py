@@ -22,7 +22,8 @@ from knd.models.networks import build_model
 # meaning or default, the weights' layout): older files are then refused, never reinterpreted.
 # 2: stored configs hold every key (format 1 files lacking features.log_floor were read with a
 #    code default that has since changed).
-CHECKPOINT_FORMAT = 2
+# 3: a calibration temperature divides the logits.
+CHECKPOINT_FORMAT = 3
 
 
 class Classifier(nn.Module):
@@ -40,13 +41,15 @@ class Classifier(nn.Module):
         self.register_buffer("mean", mean.reshape(1, 1, -1, 1).float().clone())
         self.register_buffer("std", std.reshape(1, 1, -1, 1).float().clone())
         self.net = build_model(model_cfg, len(labels), feature_cfg.num_bins)
+        # Logits are divided by it: fitted on held-out clips after training (1 = uncalibrated)
+        self.register_buffer("temperature", torch.ones(()))
 
     def normalise(self, features: torch.Tensor) -> torch.Tensor:
         """Raw `(batch, bins, frames)` features -> normalised `(batch, 1, bins, frames)` input."""
         return (features.unsqueeze(1) - self.mean) / self.std
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        return self.net(self.normalise(self.front_end(wave)))
+        return self.net(self.normalise(self.front_end(wave))) / self.temperature
 
     def save(self, path: str | Path, **extra: Any) -> None:
         """Write the checkpoint atomically: a killed save never leaves a file that loads."""

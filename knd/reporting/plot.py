@@ -22,6 +22,7 @@ from knd.config import FeatureConfig, from_dict
 from knd.data.processed import Processed, load_processed
 from knd.models.classifier import read_checkpoint
 from knd.models.features import FrontEnd
+from knd.paths import HELD_OUT_MODEL
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,27 @@ def confusion_matrix(cm: list[list[int]], labels: list[str], out: Path) -> None:
     ax.set_yticks(range(len(labels)), labels)
     ax.set(xlabel="predicted", ylabel="actual", title="Test confusion matrix (row-normalised)")
     fig.colorbar(image, ax=ax, fraction=0.046)
+    _save(fig, out)
+
+
+def reliability_diagram(bins: list[dict], ece: float, out: Path) -> None:
+    """Accuracy against confidence per bin: on the diagonal, probabilities mean what they say."""
+    used = [b for b in bins if b["count"]]
+    fig, (ax, count_ax) = plt.subplots(
+        2, 1, figsize=(5.5, 6), sharex=True, gridspec_kw={"height_ratios": (3, 1)}
+    )
+    centres = [(b["low"] + b["high"]) / 2 for b in used]
+    width = used[0]["high"] - used[0]["low"] if used else 0.1
+    ax.bar(centres, [b["accuracy"] for b in used], width * 0.9, label="accuracy", alpha=0.8)
+    ax.plot([0, 1], [0, 1], color="grey", ls="--", lw=1, label="perfect calibration")
+    ax.plot(centres, [b["confidence"] for b in used], "o", color="black", ms=3, label="confidence")
+    ax.set(ylabel="accuracy", xlim=(0, 1), ylim=(0, 1))
+    ax.set_title(f"Reliability on the test actors (ECE {ece:.3f})")
+    ax.legend(loc="upper left", fontsize=8)
+    count_ax.bar(centres, [b["count"] for b in used], width * 0.9, color="grey")
+    count_ax.set(xlabel="confidence (top probability)", ylabel="clips")
+    for a in (ax, count_ax):
+        a.grid(alpha=0.3)
     _save(fig, out)
 
 
@@ -125,7 +147,7 @@ def _save(fig, out: Path) -> None:
 
 def plot(
     data_dir: Path = Path("data/processed"),
-    model_path: Path = Path("models/model.pt"),
+    model_path: Path = HELD_OUT_MODEL,
     reports: Path = Path("reports"),
 ) -> None:
     figures = reports / "figures"
@@ -138,5 +160,7 @@ def plot(
         evaluation["confusion_matrix"], evaluation["labels"], figures / "confusion_matrix.png"
     )
     per_class_f1(evaluation["per_class"], figures / "per_class.png")
+    metrics = json.loads((reports / "metrics.json").read_text())
+    reliability_diagram(evaluation["reliability"], metrics["ece"], figures / "reliability.png")
     feature_cfg = from_dict(FeatureConfig, checkpoint["feature_config"])
     emotion_examples(load_processed(data_dir), feature_cfg, figures / "emotion_examples.png")

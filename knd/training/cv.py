@@ -14,18 +14,22 @@ import statistics
 import time
 from pathlib import Path
 
+import torch
+
 from knd.config import Config
 from knd.data.processed import Processed, load_processed
 from knd.data.splits import assign_splits, kfold_test_actors
 from knd.models.classifier import Classifier
 from knd.models.features import band_stats
-from knd.training.evaluate import evaluate_split
-from knd.training.metrics import scalars
+from knd.training.calibration import expected_calibration_error
+from knd.training.evaluate import predict_split
+from knd.training.metrics import classification_metrics, scalars
 from knd.training.train import fit
 
 log = logging.getLogger(__name__)
 
-HEADLINE = ("uar", "accuracy", "f1_macro", "f1_weighted")
+HEADLINE = ("uar", "accuracy", "f1_macro", "f1_weighted", "ece")
+TABLE = (("UAR", "uar"), ("WA", "accuracy"), ("macro F1", "f1_macro"), ("ECE", "ece"))
 
 
 def fold_data(data: Processed, cfg: Config, fold: int) -> Processed:
@@ -55,7 +59,10 @@ def cross_validate(
         fdata = fold_data(data, cfg, fold)
         fit(cfg, fdata, fold_dir / "model.pt", fold_dir / "dvclive", fold_dir / "last.pt")
         model = Classifier.load(fold_dir / "model.pt")
-        metrics = scalars(evaluate_split(model, fdata, "test"))
+        index, probabilities = predict_split(model, fdata, "test")
+        probabilities, target = torch.from_numpy(probabilities), fdata.target[index]
+        metrics = scalars(classification_metrics(probabilities, target, fdata.labels))
+        metrics["ece"] = expected_calibration_error(probabilities, target)
         seconds = time.perf_counter() - start
         results.append(
             {"fold": fold, "test_actors": test_actors[fold], "seconds": seconds, **metrics}
@@ -84,15 +91,13 @@ def summarise(results: list[dict], cfg: Config) -> dict:
 
 
 def format_table(summary: dict) -> str:
-    rows = ["| fold | test actors | UAR | WA | macro F1 |", "|---|---|---|---|---|"]
+    names = [name for name, _ in TABLE]
+    rows = ["| fold | test actors | " + " | ".join(names) + " |", "|---" * (len(TABLE) + 2) + "|"]
     for r in summary["folds"]:
         actors = ",".join(map(str, r["test_actors"]))
-        scores = " | ".join(f"{r[k]:.3f}" for k in ("uar", "accuracy", "f1_macro"))
-        rows.append(f"| {r['fold']} | {actors} | {scores} |")
-    m = {k: summary[k] for k in HEADLINE}
-    rows.append(
-        f"| mean ± std | | {m['uar']['mean']:.3f} ± {m['uar']['std']:.3f} "
-        f"| {m['accuracy']['mean']:.3f} ± {m['accuracy']['std']:.3f} "
-        f"| {m['f1_macro']['mean']:.3f} ± {m['f1_macro']['std']:.3f} |"
-    )
+        rows.append(
+            f"| {r['fold']} | {actors} | " + " | ".join(f"{r[k]:.3f}" for _, k in TABLE) + " |"
+        )
+    spread = (f"{summary[k]['mean']:.3f} ± {summary[k]['std']:.3f}" for _, k in TABLE)
+    rows.append("| mean ± std | | " + " | ".join(spread) + " |")
     return "\n".join(rows)

@@ -1,5 +1,7 @@
 """Stage `evaluate`: test-split metrics of the trained model, as DVC metrics and plots.
 
+It scores the held-out model (`models/heldout.pt`), calibrated by the temperature `train` fitted
+on the validation actors; the expected calibration error (ECE) is reported with and without it.
 Test clips come from actors the model never heard (unless the split is the leaky `random` one,
 which the metrics then say in so many words). Every clip is scored whole, by `knd predict`'s own
 code (`knd.serving.predictor`: windows of the training duration, probabilities averaged), so
@@ -20,7 +22,9 @@ import torch
 from knd.config import Config
 from knd.data.processed import Processed, load_processed
 from knd.models.classifier import Classifier
+from knd.paths import HELD_OUT_MODEL
 from knd.serving.torch_backend import TorchPredictor
+from knd.training.calibration import expected_calibration_error, reliability
 from knd.training.metrics import classification_metrics, scalars
 
 log = logging.getLogger(__name__)
@@ -46,7 +50,7 @@ def evaluate_split(model: Classifier, data: Processed, split: str) -> dict:
 
 def evaluate(
     data_dir: Path = Path("data/processed"),
-    model_path: Path = Path("models/model.pt"),
+    model_path: Path = HELD_OUT_MODEL,
     reports: Path = Path("reports"),
     cfg: Config | None = None,
 ) -> dict:
@@ -54,12 +58,19 @@ def evaluate(
     data = load_processed(data_dir)
     model = Classifier.load(model_path)
     index, probabilities = predict_split(model, data, "test")
-    metrics = classification_metrics(
-        torch.from_numpy(probabilities), data.target[index], data.labels
-    )
+    target = data.target[index]
+    metrics = classification_metrics(torch.from_numpy(probabilities), target, data.labels)
     test_meta = data.meta.iloc[index.numpy()]
+    temperature = float(model.temperature)
+    model.temperature.fill_(1.0)  # the same model uncalibrated, to show what calibration did
+    uncalibrated = predict_split(model, data, "test")[1]
     summary = {
         **{k: round(v, 4) for k, v in scalars(metrics).items()},
+        "ece": round(expected_calibration_error(torch.from_numpy(probabilities), target), 4),
+        "ece_uncalibrated": round(
+            expected_calibration_error(torch.from_numpy(uncalibrated), target), 4
+        ),
+        "temperature": round(temperature, 4),
         "split": data.split_strategy,
         "test_clips": len(index),
         "test_actors": len(set(test_meta["actor"])),
@@ -68,7 +79,11 @@ def evaluate(
         summary["warning"] = LEAKY_NOTE
     reports.mkdir(parents=True, exist_ok=True)
     (reports / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
-    details = {"labels": data.labels, **metrics}
+    details = {
+        "labels": data.labels,
+        **metrics,
+        "reliability": reliability(torch.from_numpy(probabilities), target),
+    }
     (reports / "evaluation.json").write_text(json.dumps(details, indent=2) + "\n")
     pd.DataFrame(
         {

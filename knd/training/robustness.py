@@ -39,6 +39,7 @@ from knd.data.conditions import (
 )
 from knd.data.processed import METADATA_FILE
 from knd.errors import KndError
+from knd.paths import HELD_OUT_MODEL
 from knd.serving.predict import load_predictor
 from knd.serving.predictor import Predictor
 from knd.training.metrics import classification_metrics
@@ -210,7 +211,7 @@ def figure(results: dict[str, dict], n_classes: int, out: Path) -> None:
 
 
 def robustness(
-    model_path: Path = Path("models/model.pt"),
+    model_path: Path = HELD_OUT_MODEL,
     data_dir: Path = Path("data/processed"),
     raw_dir: Path = Path("data/raw"),
     out: Path = Path("reports/robustness.json"),

@@ -24,7 +24,9 @@ from knd.config import Config, FeatureConfig, from_dict, to_dict
 from knd.data.processed import Processed, load_processed
 from knd.errors import KndError
 from knd.models.classifier import Classifier
+from knd.paths import HELD_OUT_MODEL
 from knd.training.augment import Augmenter
+from knd.training.calibration import fit_temperature
 from knd.training.evaluate import evaluate_split
 from knd.training.metrics import scalars
 
@@ -115,8 +117,8 @@ class Trainer:
             self.net = nn.parallel.DistributedDataParallel(self.model.net)
         self.augmenter = Augmenter(cfg.augment, feature_cfg.sample_rate)
         self.train_index = data.indices("train")
-        if len(self.train_index) == 0 or len(data.indices("val")) == 0:
-            raise KndError("train: the training and validation splits must both be non-empty")
+        if len(self.train_index) == 0:
+            raise KndError("train: the training split is empty; check the split settings")
         per_rank = len(self.train_index) // rt.world_size
         self.steps = max(1, per_rank // cfg.train.batch_size)
         self.optimizer = build_optimizer(cfg, self.model.net.parameters())
@@ -219,33 +221,58 @@ class Trainer:
 def train(
     cfg: Config,
     data_dir: Path = Path("data/processed"),
-    model_path: Path = Path("models/model.pt"),
+    model_path: Path = HELD_OUT_MODEL,
     live_dir: Path = Path("dvclive"),
     state_path: Path = LAST_STATE,
 ) -> dict:
     return fit(cfg, load_processed(data_dir), model_path, live_dir, state_path)
 
 
-def fit(cfg: Config, data: Processed, model_path: Path, live_dir: Path, state_path: Path) -> dict:
-    """Train on `data`'s train split, validate on its val split, save the selected epoch."""
+def fit(
+    cfg: Config,
+    data: Processed,
+    model_path: Path,
+    live_dir: Path | None,
+    state_path: Path,
+    temperature: float | None = None,
+    job_type: str = "train",
+    **extra,
+) -> dict:
+    """Train on `data`'s train split, validate on its val split, save the selected epoch.
+
+    The saved model is calibrated: its temperature is fitted on the val split after training,
+    or given (`temperature`) when there is none to fit on, as for a model trained on every actor.
+    Without a val split only the last epoch can be kept and nothing can stop early. `extra` goes
+    into the checkpoint.
+    """
+    validate = len(data.indices("val")) > 0
+    needs_val = cfg.train.select != "last" or cfg.train.patience or cfg.train.scheduler == "plateau"
+    if not validate and needs_val:
+        raise KndError(
+            "train: with no validation actors, set train.select=last, train.patience=0 and a "
+            "schedule other than plateau (they all need validation scores)"
+        )
     rt = Runtime.setup(cfg)
     trainer = Trainer(cfg, data, rt)
     resumed = cfg.train.resume and trainer.restore(state_path)
     live = tracker = None
     if rt.main:
-        from dvclive import Live
-
         from knd.training.tracking import Tracker
 
-        live = Live(str(live_dir), resume=resumed, dvcyaml=None, save_dvc_exp=False, report=None)
-        tracker = Tracker(cfg, "train")
+        if live_dir is not None:
+            from dvclive import Live
+
+            live = Live(
+                str(live_dir), resume=resumed, dvcyaml=None, save_dvc_exp=False, report=None
+            )
+        tracker = Tracker(cfg, job_type)
     bad_epochs = trainer.epoch - trainer.best_epoch
     while trainer.epoch < cfg.train.epochs:
         loss = trainer.train_epoch()
         trainer.epoch += 1
         decided = torch.zeros(2, dtype=torch.float64)  # by rank 0: [validation UAR, stop]
         if rt.main:
-            val = scalars(evaluate_split(trainer.model, data, "val"))
+            val = scalars(evaluate_split(trainer.model, data, "val")) if validate else {}
             if cfg.train.scheduler == "plateau":
                 trainer.scheduler.step(val["uar"])
             row = {
@@ -256,7 +283,7 @@ def fit(cfg: Config, data: Processed, model_path: Path, live_dir: Path, state_pa
             row |= {f"val_{k}": round(v, 5) for k, v in val.items()}
             trainer.history.append(row)
             _log_epoch(live, tracker, row)
-            if val["uar"] > trainer.best_uar:
+            if val and val["uar"] > trainer.best_uar:
                 trainer.best_uar, trainer.best_epoch, bad_epochs = val["uar"], trainer.epoch, 0
                 if cfg.train.select == "best":  # `last` needs no copy (nor its save every epoch)
                     trainer.best_state = {
@@ -264,20 +291,16 @@ def fit(cfg: Config, data: Processed, model_path: Path, live_dir: Path, state_pa
                     }
             else:
                 bad_epochs += 1
+            scores = f"  val uar {val['uar']:.4f}  acc {val['accuracy']:.4f}" if val else ""
+            best = "  *best" if trainer.best_epoch == trainer.epoch else ""
             log.info(
-                "epoch %3d/%d  loss %.4f  val uar %.4f  acc %.4f%s",
-                trainer.epoch,
-                cfg.train.epochs,
-                loss,
-                val["uar"],
-                val["accuracy"],
-                "  *best" if trainer.best_epoch == trainer.epoch else "",
+                "epoch %3d/%d  loss %.4f%s%s", trainer.epoch, cfg.train.epochs, loss, scores, best
             )
             state_path.parent.mkdir(parents=True, exist_ok=True)
             tmp = state_path.with_name(state_path.name + ".tmp")
             torch.save(trainer.state(), tmp)
             tmp.replace(state_path)
-            decided[0] = val["uar"]
+            decided[0] = val.get("uar", 0.0)
             decided[1] = float(cfg.train.patience and bad_epochs >= cfg.train.patience)
         if rt.world_size > 1:
             dist.broadcast(decided, src=0)
@@ -298,26 +321,35 @@ def fit(cfg: Config, data: Processed, model_path: Path, live_dir: Path, state_pa
         if cfg.train.select == "best":
             trainer.model.load_state_dict(trainer.best_state)
         validation = trainer.history[selected - 1]
+        if temperature is None:
+            temperature = calibrate(trainer.model, data) if validate else 1.0
+        trainer.model.temperature.fill_(temperature)
+        result["temperature"] = round(temperature, 4)
         trainer.model.save(
             model_path,
             split_strategy=data.split_strategy,
             train_config=to_dict(cfg.train),
             validation=validation,
             history=trainer.history,
+            trained_on_actors=sorted(
+                {int(a) for a in data.meta["actor"].iloc[trainer.train_index]}
+            ),
+            **extra,
         )
+        scores = f": val uar {validation['val_uar']:.4f}" if validate else ""
         log.info(
-            "%s epoch %d: val uar %.4f (best %.4f at epoch %d) -> %s",
+            "%s epoch %d%s, temperature %.3f -> %s",
             cfg.train.select,
             selected,
-            validation["val_uar"],
-            trainer.best_uar,
-            trainer.best_epoch,
+            scores,
+            temperature,
             model_path,
         )
         tracker.summary(result)
         tracker.log_model(model_path, result)
         tracker.finish()
-        live.end()
+        if live is not None:
+            live.end()
     if rt.world_size > 1:
         dist.barrier()
         del trainer  # DDP's reducer must go before its process group, or gloo hangs at exit
@@ -325,9 +357,24 @@ def fit(cfg: Config, data: Processed, model_path: Path, live_dir: Path, state_pa
     return result
 
 
+def calibrate(model: Classifier, data: Processed) -> float:
+    """The temperature fitted on the val split's windows (centre crops, the stored features)."""
+    index = data.indices("val")
+    model.eval()
+    with torch.no_grad():
+        logits = torch.cat(
+            [
+                model.net(model.normalise(data.features[chunk].to(model.mean.device))).float().cpu()
+                for chunk in index.split(64)
+            ]
+        )
+    return fit_temperature(logits, data.target[index])
+
+
 def _log_epoch(live, tracker, row: dict) -> None:
-    for key, value in row.items():
-        if key != "epoch":
-            live.log_metric(key.replace("_", "/", 1), value)
-    live.next_step()
+    if live is not None:
+        for key, value in row.items():
+            if key != "epoch":
+                live.log_metric(key.replace("_", "/", 1), value)
+        live.next_step()
     tracker.log(row, step=row["epoch"])

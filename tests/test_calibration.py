@@ -1,0 +1,64 @@
+"""Calibration: the temperature fitted on held-out clips, the ECE that checks it, and the model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from helpers.audio import voice
+from helpers.models import make_checkpoint
+
+from knd.models.classifier import Classifier
+from knd.models.onnx_export import export_onnx
+from knd.serving.predict import load_predictor
+from knd.training.calibration import (
+    ECE_BINS,
+    expected_calibration_error,
+    fit_temperature,
+    reliability,
+)
+
+
+def calibrated_sample(n: int = 4000, classes: int = 8, seed: int = 0):
+    """Logits and labels drawn from those logits' own softmax: calibrated by construction."""
+    gen = torch.Generator().manual_seed(seed)
+    logits = 2.0 * torch.randn(n, classes, generator=gen)
+    target = torch.multinomial(torch.softmax(logits, dim=1), 1, generator=gen).squeeze(1)
+    return logits, target
+
+
+@pytest.mark.parametrize("scale", [0.4, 1.0, 3.0])
+def test_the_fitted_temperature_undoes_a_known_miscalibration(scale):
+    logits, target = calibrated_sample()
+    assert fit_temperature(scale * logits, target) == pytest.approx(scale, rel=0.1)
+
+
+def test_ece_is_small_when_calibrated_and_large_when_overconfident():
+    logits, target = calibrated_sample()
+    calibrated = expected_calibration_error(torch.softmax(logits, 1), target)
+    overconfident = expected_calibration_error(torch.softmax(4 * logits, 1), target)
+    assert calibrated < 0.03 < 0.1 < overconfident
+
+
+def test_reliability_bins_hold_every_clip_once():
+    probabilities = torch.tensor([[0.95, 0.05], [0.55, 0.45], [0.3, 0.7], [0.02, 0.98]])
+    target = torch.tensor([0, 1, 1, 1])  # right, wrong, right, right
+    bins = {(b["low"], b["high"]): b for b in reliability(probabilities, target) if b["count"]}
+    assert len(reliability(probabilities, target)) == ECE_BINS
+    assert [(b["count"], b["accuracy"]) for b in bins.values()] == [(1, 0.0), (1, 1.0), (2, 1.0)]
+    assert [b["confidence"] for b in bins.values()] == [0.55, 0.7, 0.965]
+
+
+def test_the_temperature_divides_the_logits_in_pytorch_and_in_the_onnx_export(tmp_path):
+    path = make_checkpoint(tmp_path / "model.pt", "model=sernet", "model.channels=[8,16]")
+    wave = voice(2.0)
+    plain = load_predictor(path).predict([wave])[0]
+    model = Classifier.load(path)
+    model.temperature.fill_(2.5)
+    model.save(path, history=[])
+    export_onnx(path, tmp_path / "export.onnx")  # refuses to write an export off by > 1e-4
+    for backend in (load_predictor(path), load_predictor(tmp_path / "export.onnx")):
+        softer = backend.predict([wave])[0]
+        logits = np.log(list(plain.values()))
+        want = np.exp(logits / 2.5) / np.exp(logits / 2.5).sum()
+        np.testing.assert_allclose(list(softer.values()), want, atol=1e-4)
