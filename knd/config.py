@@ -56,6 +56,7 @@ class FeatureConfig:
     f_min: float
     f_max: float
     log_floor: float
+    level_norm: bool
 
     def __post_init__(self):
         for key in ("sample_rate", "n_fft", "win_length", "hop_length", "n_mels", "n_mfcc"):
@@ -145,13 +146,20 @@ class AugmentConfig:
     time_masks: int
     time_mask_width: int
     mixup_alpha: float
+    reverb_p: float
+    rt60: list[float]
+    babble_p: float
+    babble_snr_db: list[float]
+    band_p: float
 
     def __post_init__(self):
-        for key in ("noise_p", "polarity_p", "pitch_p"):
+        for key in ("noise_p", "polarity_p", "pitch_p", "reverb_p", "babble_p", "band_p"):
             _check(0 <= getattr(self, key) <= 1, f"augment.{key}", "a probability in [0, 1]")
         _check(len(self.noise_snr_db) == 2, "augment.noise_snr_db", "[low, high]")
         _check(len(self.speed) == 2 and min(self.speed) > 0, "augment.speed", "[low, high] > 0")
         _check(0 <= self.time_shift < 1, "augment.time_shift", "a fraction in [0, 1)")
+        _check(len(self.rt60) == 2 and min(self.rt60) > 0, "augment.rt60", "[low, high] > 0 s")
+        _check(len(self.babble_snr_db) == 2, "augment.babble_snr_db", "[low, high]")
 
     @property
     def waveform_enabled(self) -> bool:
@@ -162,6 +170,9 @@ class AugmentConfig:
             or self.polarity_p
             or (self.pitch_p and self.pitch_semitones)
             or self.speed != [1.0, 1.0]
+            or self.reverb_p
+            or self.babble_p
+            or self.band_p
         )
 
 

@@ -119,3 +119,52 @@ def test_same_generator_seed_same_augmentation():
     aug = Augmenter(compose_config().augment, 16000)
     wave = _wave()
     assert torch.equal(aug.waveform(wave, _gen(5)), aug.waveform(wave, _gen(5)))
+
+
+def _speech_like(n=8, length=32000, seed=0):
+    """Noise under a syllable-rate envelope: broadband, with louder and softer stretches."""
+    gen = torch.Generator().manual_seed(seed)
+    t = torch.arange(length) / 16000
+    envelope = 0.55 + 0.45 * torch.sin(2 * torch.pi * 3 * t + torch.arange(n)[:, None])
+    return 0.1 * envelope * torch.randn(n, length, generator=gen)
+
+
+def _rms(x):
+    return x.square().mean(dim=-1).sqrt()
+
+
+def test_reverb_keeps_the_level_and_smears_the_sound_in_time():
+    wave = torch.zeros(4, 32000)
+    wave[:, 8000] = 1.0  # a click: its echo is the room's response
+    out = _only(reverb_p=1.0, rt60=[0.8, 0.8]).waveform(wave, _gen())
+    assert torch.allclose(_rms(out), _rms(wave), rtol=1e-4)
+    tail = out[:, 8000 + 1600 : 8000 + 8000].square().sum(dim=1)  # 0.1-0.5 s after the click
+    assert (tail > 0.05 * out.square().sum(dim=1)).all()  # a 0.8 s room rings on
+    assert out[:, :8000].abs().max() < 1e-3  # and nothing comes before the click
+    untouched = _only(reverb_p=1.0, rt60=[0.8, 0.8]).waveform(torch.zeros(2, 100), _gen())
+    assert torch.equal(untouched, torch.zeros(2, 100))
+
+
+def test_babble_mixes_other_clips_at_the_drawn_snr():
+    wave = _speech_like()
+    out = _only(babble_p=1.0, babble_snr_db=[10.0, 10.0]).waveform(wave, _gen())
+    snr = 20 * torch.log10(_rms(wave) / _rms(out - wave))
+    assert torch.allclose(snr, torch.full_like(snr, 10.0), atol=0.01)
+    assert torch.equal(_only(babble_p=1.0).waveform(wave[:1], _gen()), wave[:1])  # no one else
+
+
+def test_band_limit_passes_speech_band_only():
+    t = torch.arange(32000) / 16000
+    tones = {hz: torch.sin(2 * torch.pi * hz * t) for hz in (60.0, 1000.0, 6000.0)}
+    aug = _only(band_p=1.0)
+    for hz, tone in tones.items():
+        out = aug.waveform(tone.expand(3, -1).clone(), _gen())
+        kept = (_rms(out) / _rms(tone)).max()
+        assert (kept > 0.99) if hz == 1000.0 else (kept < 0.01), hz
+
+
+def test_the_costly_transforms_touch_only_the_drawn_share():
+    wave = _speech_like(n=64)
+    out = _only(reverb_p=0.25).waveform(wave, _gen())
+    changed = (out != wave).any(dim=1).float().mean()
+    assert 0.1 < changed < 0.45

@@ -60,3 +60,18 @@ def test_extract_batches_equal_one_pass_and_band_stats():
     torch.testing.assert_close(extract(front, waves, batch_size=2), front(waves))
     mean, std = band_stats(extract(front, waves))
     assert mean.shape == std.shape == (cfg.n_mels,) and (std > 0).all()
+
+
+def test_level_norm_makes_the_features_the_same_at_any_gain():
+    cfg = compose_config("features.level_norm=true", "features.log_floor=1e-8").features
+    front_end = FrontEnd(cfg)
+    gen = torch.Generator().manual_seed(0)
+    t = torch.arange(cfg.num_samples) / cfg.sample_rate
+    speech = 0.02 * torch.randn(1, cfg.num_samples, generator=gen) * torch.sin(3 * t) ** 2
+    base = front_end(speech)
+    for gain_db in (-20.0, 20.0):
+        louder = front_end(speech * 10 ** (gain_db / 20))
+        torch.testing.assert_close(louder, base, atol=1e-3, rtol=0)
+    plain = FrontEnd(dataclasses.replace(cfg, level_norm=False))
+    assert (plain(speech * 10) - plain(speech)).mean() > 4  # without it: log(100) = 4.6 higher
+    assert torch.isfinite(front_end(torch.zeros(1, cfg.num_samples))).all()  # silence: the floor

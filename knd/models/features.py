@@ -62,12 +62,26 @@ class FrontEnd(nn.Module):
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         power = self.power_spectrogram(wave.float())
-        if self.cfg.kind == "spectrogram":
-            return torch.log(power.clamp_min(self.cfg.log_floor))
-        logmel = torch.log((power.transpose(1, 2) @ self.mel).clamp_min(self.cfg.log_floor))
+        if self.cfg.kind != "spectrogram":
+            power = (power.transpose(1, 2) @ self.mel).transpose(1, 2)  # (batch, n_mels, frames)
+        if self.cfg.level_norm:
+            power = power / speech_level(power)
+        spec = torch.log(power.clamp_min(self.cfg.log_floor))
         if self.cfg.kind == "mfcc":
-            return (logmel @ self.dct).transpose(1, 2)
-        return logmel.transpose(1, 2)
+            return (spec.transpose(1, 2) @ self.dct).transpose(1, 2)
+        return spec
+
+
+def speech_level(power: torch.Tensor) -> torch.Tensor:
+    """Each clip's loud-frame energy, `(batch, 1, 1)`: the energy-weighted mean frame energy.
+
+    Weighting frames by their own energy makes silence (and silence padding) count for almost
+    nothing, so a clip's level is that of its speech; dividing by it makes the features the same
+    at any input gain, and the floor of the log a fixed distance below the speech.
+    """
+    energy = power.sum(dim=1)  # (batch, frames)
+    level = energy.square().sum(dim=-1) / energy.sum(dim=-1).clamp_min(1e-20)
+    return level.clamp_min(1e-20).reshape(-1, 1, 1)
 
 
 @torch.no_grad()

@@ -1,5 +1,10 @@
 """Training-split augmentation on batches: waveform, spectrogram and mixup.
 
+Besides the usual perturbations it simulates the recording conditions `knd robustness`
+measures (rooms, babble, telephone bands), cheaply and batch-wise in torch: synthetic
+exponential-decay room responses rather than the image-source rooms of `knd.data.conditions`,
+so the model is not scored on the very generator it trained on.
+
 Every draw comes from an explicit generator that training seeds per epoch, so a run is
 repeatable and a resumed run replays exactly the augmentations an uninterrupted one would.
 Only `knd.training.train` calls this, and only on training batches.
@@ -22,6 +27,10 @@ def _chance(n: int, p: float, gen: torch.Generator) -> torch.Tensor:
     return torch.rand(n, generator=gen) < p
 
 
+def _rms(wave: torch.Tensor) -> torch.Tensor:
+    return wave.square().mean(dim=-1).sqrt().clamp_min(1e-8)
+
+
 class Augmenter:
     def __init__(self, cfg: AugmentConfig, sample_rate: int):
         self.cfg, self.sample_rate = cfg, sample_rate
@@ -37,6 +46,12 @@ class Augmenter:
                 wave = torchaudio.functional.pitch_shift(wave, self.sample_rate, steps)
         if cfg.time_shift:
             wave = self._time_shift(wave, gen)
+        if cfg.reverb_p:
+            wave = self._some(wave, cfg.reverb_p, self._reverb, gen)
+        if cfg.babble_p:
+            wave = self._some(wave, cfg.babble_p, self._babble, gen)
+        if cfg.band_p:
+            wave = self._some(wave, cfg.band_p, self._band_limit, gen)
         if cfg.gain_db:
             gain_db = _uniform(n, -cfg.gain_db, cfg.gain_db, gen)
             wave = wave * (10 ** (gain_db / 20)).unsqueeze(1)
@@ -60,6 +75,52 @@ class Augmenter:
         index = torch.arange(length).unsqueeze(0) - shift
         valid = (index >= 0) & (index < length)
         return torch.where(valid, wave.gather(1, index.clamp(0, length - 1)), 0.0)
+
+    def _some(self, wave: torch.Tensor, p: float, fn, gen: torch.Generator) -> torch.Tensor:
+        """`fn` applied to a random share `p` of the clips only (the costly transforms)."""
+        hit = _chance(wave.shape[0], p, gen).nonzero().squeeze(1)
+        if len(hit) == 0:
+            return wave
+        out = wave.clone()
+        out[hit] = fn(wave, hit, gen)
+        return out
+
+    def _reverb(self, wave: torch.Tensor, hit: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """A room per clip: a direct path plus noise decaying by 60 dB over a random RT60.
+
+        The direct-to-reverberant ratio is drawn in [-5, 10] dB; the wet clip keeps the dry one's
+        level, so this changes the room, not the loudness.
+        """
+        dry, (n, length) = wave[hit], (len(hit), wave.shape[1])
+        rt60 = _uniform(n, *self.cfg.rt60, gen).unsqueeze(1)
+        t = torch.arange(round(max(self.cfg.rt60) * self.sample_rate)) / self.sample_rate
+        tail = torch.randn(n, len(t), generator=gen) * torch.exp(-6.908 * t / rt60)
+        tail = tail / tail.square().sum(dim=1, keepdim=True).sqrt()
+        tail[:, 0] += 10 ** (_uniform(n, -5.0, 10.0, gen) / 20)
+        size = length + len(t)
+        wet = torch.fft.irfft(torch.fft.rfft(dry, size) * torch.fft.rfft(tail, size), size)
+        wet = wet[:, :length]
+        return wet * (_rms(dry) / _rms(wet)).unsqueeze(1)
+
+    def _babble(self, wave: torch.Tensor, hit: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """Other talkers behind a clip: 2-4 other clips of the batch summed, at a random SNR."""
+        talkers = int(torch.randint(2, 5, (1,), generator=gen))
+        shifts = range(1, min(talkers, wave.shape[0] - 1) + 1)
+        noise = sum(wave[(hit - k) % wave.shape[0]] for k in shifts)
+        if isinstance(noise, int):  # a batch of one clip has no one else to talk
+            return wave[hit]
+        snr_db = _uniform(len(hit), *self.cfg.babble_snr_db, gen)
+        scale = _rms(wave[hit]) / _rms(noise) / 10 ** (snr_db / 20)
+        return wave[hit] + scale.unsqueeze(1) * noise
+
+    def _band_limit(self, wave: torch.Tensor, hit: torch.Tensor, gen) -> torch.Tensor:
+        """A narrow channel: only a random band from 100-500 Hz up to 3-4 kHz gets through."""
+        n, length = len(hit), wave.shape[1]
+        freqs = torch.fft.rfftfreq(length, 1 / self.sample_rate).unsqueeze(0)
+        low = _uniform(n, 100.0, 500.0, gen).unsqueeze(1)
+        high = _uniform(n, 3000.0, 4000.0, gen).unsqueeze(1)
+        passed = (freqs >= low) & (freqs <= high)
+        return torch.fft.irfft(torch.fft.rfft(wave[hit]) * passed, length)
 
     def _noise(self, wave: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         n = wave.shape[0]
