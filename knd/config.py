@@ -189,6 +189,7 @@ class TrainConfig:
     grad_clip: float
     patience: int
     select: Literal["best", "last"]
+    calibrate: bool
     amp: bool
     resume: bool
     num_threads: int

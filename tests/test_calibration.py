@@ -62,3 +62,21 @@ def test_the_temperature_divides_the_logits_in_pytorch_and_in_the_onnx_export(tm
         logits = np.log(list(plain.values()))
         want = np.exp(logits / 2.5) / np.exp(logits / 2.5).sum()
         np.testing.assert_allclose(list(softer.values()), want, atol=1e-4)
+
+
+def test_a_clip_is_calibrated_as_the_mean_of_its_windows():
+    """Averaging windows softens a clip's probabilities; the fit must see what predict gives."""
+    logits, target = calibrated_sample(n=3000)
+    gen = torch.Generator().manual_seed(1)
+    noisy = [3 * logits + 4 * torch.randn(logits.shape, generator=gen) for _ in range(2)]
+    windows, clip = torch.cat(noisy), torch.cat([torch.arange(3000)] * 2)
+
+    def clip_ece(temperature: float) -> float:
+        probabilities = torch.softmax(windows / temperature, dim=1)
+        mean = torch.zeros(3000, 8).index_add(0, clip, probabilities) / 2
+        return expected_calibration_error(mean, target)
+
+    per_clip = fit_temperature(windows, target, clip)
+    per_window = fit_temperature(windows, torch.cat([target, target]))
+    assert clip_ece(per_clip) < 0.03 < clip_ece(per_window)
+    assert fit_temperature(logits, target, torch.arange(3000)) == fit_temperature(logits, target)

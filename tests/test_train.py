@@ -183,13 +183,13 @@ def test_plateau_scheduler_keeps_the_ranks_in_step(processed, tmp_path):
 
 @pytest.mark.slow
 def test_release_trains_on_every_actor_and_carries_the_held_out_numbers(processed, tmp_path):
-    _run(processed, tmp_path)  # the held-out model and its reports
+    _run(processed, tmp_path, "train.calibrate=true")  # the held-out model and its reports
     heldout = torch.load(tmp_path / "model.pt", weights_only=True)
     temperature = float(heldout["state_dict"]["temperature"])
     assert temperature != 1.0 and json.loads(_metrics(tmp_path))["temperature"] == round(
         temperature, 4
     )
-    cfg = compose_config(*TINY)
+    cfg = compose_config(*TINY, "train.calibrate=true")
     release(
         cfg,
         processed,

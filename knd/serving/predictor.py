@@ -78,15 +78,22 @@ class Predictor(ABC):
         """`predict` as a `(clips, classes)` array, in the order of `labels`."""
         if not waves:
             return np.zeros((0, len(self.labels)))
+        windows, clip = self.window_probabilities(waves)
+        sums = np.zeros((len(waves), len(self.labels)))
+        np.add.at(sums, clip, windows)
+        return sums / np.bincount(clip, minlength=len(waves))[:, None]
+
+    def window_probabilities(self, waves: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
+        """Each window's probabilities, `(windows, classes)`, and the clip each belongs to."""
         clips = [centre_pad(np.asarray(w, dtype=np.float32), self.num_samples) for w in waves]
         spans = [
             (i, s)
             for i, clip in enumerate(clips)
             for s in window_starts(len(clip), self.num_samples)
         ]
-        sums = np.zeros((len(clips), len(self.labels)))
+        out = np.empty((len(spans), len(self.labels)))
         for k in range(0, len(spans), self.batch_size):
             chunk = spans[k : k + self.batch_size]
             batch = np.stack([clips[i][s : s + self.num_samples] for i, s in chunk])
-            np.add.at(sums, [i for i, _ in chunk], self._forward(batch))
-        return sums / np.bincount([i for i, _ in spans], minlength=len(clips))[:, None]
+            out[k : k + len(chunk)] = self._forward(batch)
+        return out, np.array([i for i, _ in spans], dtype=np.int64)

@@ -15,15 +15,26 @@ from torchmetrics.functional.classification import multiclass_calibration_error
 ECE_BINS = 15
 
 
-def fit_temperature(logits: torch.Tensor, target: torch.Tensor) -> float:
-    """The temperature T minimising the NLL of `softmax(logits / T)` on these held-out clips."""
-    log_t = torch.zeros(1, requires_grad=True)  # T = exp(log_t) stays positive
+def fit_temperature(
+    log_probabilities: torch.Tensor, target: torch.Tensor, clip: torch.Tensor | None = None
+) -> float:
+    """The temperature T minimising the NLL of the clips' probabilities at T.
+
+    `log_probabilities` are `(windows, classes)` at T = 1 (logits work too: softmax ignores a
+    per-window shift). A clip's probabilities are the mean of its windows' softmax(x / T), as
+    `knd predict` averages them; `clip[w]` is window w's clip (default: one window per clip).
+    """
+    x = log_probabilities.detach().double()
+    clip = torch.arange(len(x)) if clip is None else clip
+    counts = torch.bincount(clip, minlength=len(target)).double().unsqueeze(1)
+    log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)  # T = exp(log_t) > 0
     optimizer = torch.optim.LBFGS([log_t], lr=0.1, max_iter=200, line_search_fn="strong_wolfe")
-    logits, target = logits.detach().double(), target.detach()
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
-        loss = torch.nn.functional.cross_entropy(logits / log_t.double().exp(), target)
+        windows = torch.softmax(x / log_t.exp(), dim=1)
+        clips = torch.zeros(len(target), x.shape[1], dtype=x.dtype).index_add(0, clip, windows)
+        loss = torch.nn.functional.nll_loss((clips / counts).clamp_min(1e-12).log(), target)
         loss.backward()
         return loss
 

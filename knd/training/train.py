@@ -25,6 +25,7 @@ from knd.data.processed import Processed, load_processed
 from knd.errors import KndError
 from knd.models.classifier import Classifier
 from knd.paths import HELD_OUT_MODEL
+from knd.serving.torch_backend import TorchPredictor
 from knd.training.augment import Augmenter
 from knd.training.calibration import fit_temperature
 from knd.training.evaluate import evaluate_split
@@ -240,8 +241,8 @@ def fit(
 ) -> dict:
     """Train on `data`'s train split, validate on its val split, save the selected epoch.
 
-    The saved model is calibrated: its temperature is fitted on the val split after training,
-    or given (`temperature`) when there is none to fit on, as for a model trained on every actor.
+    The saved model's temperature is `temperature` if given (a model trained on every actor takes
+    the held-out model's), else fitted on the val split with `train.calibrate`, else 1.
     Without a val split only the last epoch can be kept and nothing can stop early. `extra` goes
     into the checkpoint.
     """
@@ -322,7 +323,9 @@ def fit(
             trainer.model.load_state_dict(trainer.best_state)
         validation = trainer.history[selected - 1]
         if temperature is None:
-            temperature = calibrate(trainer.model, data) if validate else 1.0
+            temperature = (
+                calibrate(trainer.model, data) if validate and cfg.train.calibrate else 1.0
+            )
         trainer.model.temperature.fill_(temperature)
         result["temperature"] = round(temperature, 4)
         trainer.model.save(
@@ -358,17 +361,12 @@ def fit(
 
 
 def calibrate(model: Classifier, data: Processed) -> float:
-    """The temperature fitted on the val split's windows (centre crops, the stored features)."""
+    """The temperature fitted on the val clips, scored whole as `knd predict` scores them."""
     index = data.indices("val")
-    model.eval()
-    with torch.no_grad():
-        logits = torch.cat(
-            [
-                model.net(model.normalise(data.features[chunk].to(model.mean.device))).float().cpu()
-                for chunk in index.split(64)
-            ]
-        )
-    return fit_temperature(logits, data.target[index])
+    model.temperature.fill_(1.0)
+    windows, clip = TorchPredictor(model).window_probabilities([data.clip(i) for i in index])
+    log_probabilities = torch.from_numpy(windows).clamp_min(1e-12).log()
+    return fit_temperature(log_probabilities, data.target[index], torch.from_numpy(clip))
 
 
 def _log_epoch(live, tracker, row: dict) -> None:
