@@ -62,8 +62,10 @@ def evaluate(
     metrics = classification_metrics(torch.from_numpy(probabilities), target, data.labels)
     test_meta = data.meta.iloc[index.numpy()]
     temperature = float(model.temperature)
-    model.temperature.fill_(1.0)  # the same model uncalibrated, to show what calibration did
-    uncalibrated = predict_split(model, data, "test")[1]
+    uncalibrated = probabilities
+    if temperature != 1.0:  # the same model uncalibrated, to show what calibration did
+        model.temperature.fill_(1.0)
+        uncalibrated = predict_split(model, data, "test")[1]
     summary = {
         **{k: round(v, 4) for k, v in scalars(metrics).items()},
         "ece": round(expected_calibration_error(torch.from_numpy(probabilities), target), 4),
