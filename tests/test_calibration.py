@@ -13,6 +13,7 @@ from knd.models.onnx_export import export_onnx
 from knd.serving.predict import load_predictor
 from knd.training.calibration import (
     ECE_BINS,
+    ece_floor,
     expected_calibration_error,
     fit_temperature,
     reliability,
@@ -38,6 +39,17 @@ def test_ece_is_small_when_calibrated_and_large_when_overconfident():
     calibrated = expected_calibration_error(torch.softmax(logits, 1), target)
     overconfident = expected_calibration_error(torch.softmax(4 * logits, 1), target)
     assert calibrated < 0.03 < 0.1 < overconfident
+
+
+def test_the_ece_floor_is_what_calibrated_samples_of_that_size_score():
+    """240 clips (one test split) leave a calibrated model an ECE of several points; 4000, not."""
+    logits, _ = calibrated_sample(n=4000)
+    probabilities = torch.softmax(logits, 1)
+    small = [calibrated_sample(n=240, seed=seed) for seed in range(1, 41)]
+    observed = np.mean([expected_calibration_error(torch.softmax(x, 1), y) for x, y in small])
+    floor_small = np.mean([ece_floor(torch.softmax(x, 1), draws=20) for x, _ in small[:5]])
+    assert floor_small == pytest.approx(observed, rel=0.2)
+    assert ece_floor(probabilities, draws=20) < 0.4 * floor_small
 
 
 def test_reliability_bins_hold_every_clip_once():

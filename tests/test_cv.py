@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-from helpers.project import compose_config
+from helpers.project import TINY, compose_config
 
 from knd.data.processed import Processed
 from knd.data.splits import kfold_test_actors
-from knd.training.cv import fold_data, format_table, summarise
+from knd.training.cv import (
+    FoldPredictions,
+    cross_validate,
+    fold_data,
+    format_table,
+    pooled_calibration,
+    summarise,
+)
 
 ACTORS = list(range(1, 25))
 CLIPS, BINS, FRAMES = 4, 3, 5
@@ -88,3 +97,46 @@ def test_summary_and_table_report_mean_and_spread():
         "| mean ± std | | 0.600 ± 0.141 | 0.650 ± 0.071 | 0.500 ± 0.141 | 0.040 ± 0.014 |",
     ]
     assert summarise(results[:1], cfg)["uar"] == {"mean": 0.5, "std": 0.0}
+
+
+def test_pooled_folds_fit_the_temperature_and_score_it_on_folds_it_never_saw():
+    """Five folds of a model 3x overconfident: the pooled fit finds 3 and repairs the ECE."""
+    gen = torch.Generator().manual_seed(0)
+    folds = []
+    for k in range(5):
+        logits = 2.0 * torch.randn(400, 4, generator=gen)
+        target = torch.multinomial(torch.softmax(logits, 1), 1, generator=gen).squeeze(1)
+        windows = torch.softmax(3 * logits, 1).double()
+        clip = torch.arange(400)
+        folds.append(FoldPredictions(windows, clip, target, [f"f{k}/{i}.wav" for i in clip]))
+    pooled = pooled_calibration(folds, ["a", "b", "c", "d"])
+    assert pooled["clips"] == 2000
+    assert pooled["temperature"] == pytest.approx(3.0, rel=0.1)
+    assert pooled["ece_cross_fitted"] < 0.04 < 0.1 < pooled["ece"]
+    assert pooled["ece_floor"] < 0.04
+    correct = torch.cat([f.probabilities().argmax(1) == f.target for f in folds]).double()
+    assert pooled["accuracy"] == pytest.approx(float(correct.mean()), abs=1e-4)
+
+
+def test_a_clips_probabilities_are_the_mean_of_its_windows_at_any_temperature():
+    windows = torch.tensor([[0.7, 0.3], [0.5, 0.5], [0.2, 0.8]], dtype=torch.float64)
+    fold = FoldPredictions(windows, torch.tensor([0, 0, 1]), torch.tensor([0, 1]), ["x", "y"])
+    torch.testing.assert_close(
+        fold.probabilities(), torch.tensor([[0.6, 0.4], [0.2, 0.8]]).double()
+    )
+    sharp = torch.softmax(windows.log() / 0.5, 1)
+    torch.testing.assert_close(fold.probabilities(0.5)[0], sharp[:2].mean(0))
+
+
+@pytest.mark.slow
+def test_cross_validation_scores_every_tested_clip_once_and_pools_them(processed, tmp_path):
+    cfg = compose_config(*TINY, "split=kfold", "split.k=3", "train.epochs=1")
+    summary = cross_validate(cfg, processed, tmp_path, folds=[0, 1])
+    predictions = pd.read_csv(tmp_path / "predictions.csv")
+    tested = [a for fold in summary["folds"] for a in fold["test_actors"]]
+    actors = predictions["path"].str.extract(r"Actor_(\d+)")[0].astype(int)
+    assert sorted(set(actors)) == sorted(tested) and not predictions["path"].duplicated().any()
+    assert summary["pooled"]["clips"] == len(predictions)
+    right = (predictions["actual"] == predictions["predicted"]).mean()
+    assert summary["pooled"]["accuracy"] == pytest.approx(right, abs=1e-4)
+    assert json.loads((tmp_path / "cv.json").read_text()) == summary

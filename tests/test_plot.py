@@ -78,3 +78,16 @@ def test_emotion_examples_show_one_clip_per_emotion(processed, figures, tmp_path
     emotions = data.meta["emotion"].unique()
     assert len(emotions) == 8 and height > width > 1000  # 8 rows of 3 panels
     assert [ax.get_ylabel() for ax in figures[0].axes[::3]] == list(emotions)
+
+
+def test_the_reliability_diagram_shows_the_ece_beside_its_floor(figures, tmp_path):
+    bins = [
+        {"low": k / 15, "high": (k + 1) / 15, "count": c, "confidence": f, "accuracy": a}
+        for k, (c, f, a) in enumerate([(0, None, None)] * 5 + [(10, 0.4, 0.3), (30, 0.9, 0.95)])
+    ]
+    plot.reliability_diagram(bins, 0.0747, 0.0752, tmp_path / "reliability.png")
+    png_size(tmp_path / "reliability.png")
+    ax, count_ax = figures[-1].axes
+    assert "ECE 0.075" in ax.get_title() and "0.075)" in ax.get_title()
+    assert [round(p.get_height(), 2) for p in ax.patches] == [0.3, 0.95]
+    assert [p.get_height() for p in count_ax.patches] == [10, 30]

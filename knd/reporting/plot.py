@@ -60,7 +60,7 @@ def confusion_matrix(cm: list[list[int]], labels: list[str], out: Path) -> None:
     _save(fig, out)
 
 
-def reliability_diagram(bins: list[dict], ece: float, out: Path) -> None:
+def reliability_diagram(bins: list[dict], ece: float, floor: float, out: Path) -> None:
     """Accuracy against confidence per bin: on the diagonal, probabilities mean what they say."""
     used = [b for b in bins if b["count"]]
     fig, (ax, count_ax) = plt.subplots(
@@ -72,7 +72,11 @@ def reliability_diagram(bins: list[dict], ece: float, out: Path) -> None:
     ax.plot([0, 1], [0, 1], color="grey", ls="--", lw=1, label="perfect calibration")
     ax.plot(centres, [b["confidence"] for b in used], "o", color="black", ms=3, label="confidence")
     ax.set(ylabel="accuracy", xlim=(0, 1), ylim=(0, 1))
-    ax.set_title(f"Reliability on the test actors (ECE {ece:.3f})")
+    ax.set_title(
+        f"Reliability on the test actors\nECE {ece:.3f} (a calibrated model's on as many clips: "
+        f"{floor:.3f})",
+        fontsize=10,
+    )
     ax.legend(loc="upper left", fontsize=8)
     count_ax.bar(centres, [b["count"] for b in used], width * 0.9, color="grey")
     count_ax.set(xlabel="confidence (top probability)", ylabel="clips")
@@ -161,6 +165,8 @@ def plot(
     )
     per_class_f1(evaluation["per_class"], figures / "per_class.png")
     metrics = json.loads((reports / "metrics.json").read_text())
-    reliability_diagram(evaluation["reliability"], metrics["ece"], figures / "reliability.png")
+    reliability_diagram(
+        evaluation["reliability"], metrics["ece"], metrics["ece_floor"], figures / "reliability.png"
+    )
     feature_cfg = from_dict(FeatureConfig, checkpoint["feature_config"])
     emotion_examples(load_processed(data_dir), feature_cfg, figures / "emotion_examples.png")

@@ -52,6 +52,27 @@ def expected_calibration_error(probabilities: torch.Tensor, target: torch.Tensor
     )
 
 
+def ece_floor(probabilities: torch.Tensor, draws: int = 200) -> float:
+    """The ECE a perfectly calibrated model would show on these clips: below it, ECE is noise.
+
+    With a few hundred clips the bins hold a dozen clips each, and their accuracy alone wanders
+    by several points; so each draw makes every prediction right with probability equal to its
+    confidence, and the floor is the mean ECE over the draws (seeded: the same clips, the same
+    floor).
+    """
+    confidence, predicted = probabilities.float().max(dim=1)
+    gen = torch.Generator().manual_seed(0)
+    wrong = (predicted + 1) % probabilities.shape[1]
+    eces = [
+        expected_calibration_error(
+            probabilities,
+            torch.where(torch.rand(len(confidence), generator=gen) < confidence, predicted, wrong),
+        )
+        for _ in range(draws)
+    ]
+    return sum(eces) / draws
+
+
 def reliability(probabilities: torch.Tensor, target: torch.Tensor) -> list[dict]:
     """Per confidence bin: its range, clip count, mean confidence and accuracy (for the figure)."""
     confidence, predicted = probabilities.max(dim=1)

@@ -1,7 +1,8 @@
 """Stage `evaluate`: test-split metrics of the trained model, as DVC metrics and plots.
 
 It scores the held-out model (`models/heldout.pt`), calibrated by the temperature `train` fitted
-on the validation actors; the expected calibration error (ECE) is reported with and without it.
+on the validation actors; the expected calibration error (ECE) is reported with and without it,
+and beside the ECE a perfectly calibrated model would show on as few clips (`ece_floor`).
 Test clips come from actors the model never heard (unless the split is the leaky `random` one,
 which the metrics then say in so many words). Every clip is scored whole, by `knd predict`'s own
 code (`knd.serving.predictor`: windows of the training duration, probabilities averaged), so
@@ -24,7 +25,7 @@ from knd.data.processed import Processed, load_processed
 from knd.models.classifier import Classifier
 from knd.paths import HELD_OUT_MODEL
 from knd.serving.torch_backend import TorchPredictor
-from knd.training.calibration import expected_calibration_error, reliability
+from knd.training.calibration import ece_floor, expected_calibration_error, reliability
 from knd.training.metrics import classification_metrics, scalars
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,7 @@ def evaluate(
         "ece_uncalibrated": round(
             expected_calibration_error(torch.from_numpy(uncalibrated), target), 4
         ),
+        "ece_floor": round(ece_floor(torch.from_numpy(probabilities)), 4),
         "temperature": round(temperature, 4),
         "split": data.split_strategy,
         "test_clips": len(index),
