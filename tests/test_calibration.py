@@ -13,6 +13,8 @@ from knd.models.onnx_export import export_onnx
 from knd.serving.predict import load_predictor
 from knd.training.calibration import (
     ECE_BINS,
+    WindowPredictions,
+    cross_fitted,
     ece_floor,
     expected_calibration_error,
     fit_temperature,
@@ -92,3 +94,26 @@ def test_a_clip_is_calibrated_as_the_mean_of_its_windows():
     per_window = fit_temperature(windows, torch.cat([target, target]))
     assert clip_ece(per_clip) < 0.03 < clip_ece(per_window)
     assert fit_temperature(logits, target, torch.arange(3000)) == fit_temperature(logits, target)
+
+
+def test_a_clips_probabilities_are_the_mean_of_its_windows_at_any_temperature():
+    windows = torch.tensor([[0.7, 0.3], [0.5, 0.5], [0.2, 0.8]], dtype=torch.float64)
+    scored = WindowPredictions(windows, torch.tensor([0, 0, 1]), torch.tensor([0, 1]))
+    expected = torch.tensor([[0.6, 0.4], [0.2, 0.8]], dtype=torch.float64)
+    torch.testing.assert_close(scored.probabilities(), expected)
+    sharp = torch.softmax(windows.log() / 0.5, 1)
+    torch.testing.assert_close(scored.probabilities(0.5)[0], sharp[:2].mean(0))
+    second = scored.subset(torch.tensor([False, True]))
+    torch.testing.assert_close(second.probabilities(), expected[1:])
+    assert second.target.tolist() == [1] and second.clip.tolist() == [0]
+
+
+def test_cross_fitting_calibrates_each_group_with_the_others_temperature():
+    """Two groups of voices, one 3x overconfident and one calibrated: neither fit is its own."""
+    logits, target = calibrated_sample(n=2000)
+    one = torch.arange(2000)
+    loud = WindowPredictions(torch.softmax(3 * logits[:1000], 1), one[:1000], target[:1000])
+    calm = WindowPredictions(torch.softmax(logits[1000:], 1), one[:1000], target[1000:])
+    crossed = cross_fitted([loud, calm])
+    torch.testing.assert_close(crossed[:1000], loud.probabilities(1.0), atol=0.05, rtol=0)
+    torch.testing.assert_close(crossed[1000:], calm.probabilities(3.0), atol=0.05, rtol=0)

@@ -12,8 +12,8 @@ from helpers.project import TINY, compose_config
 
 from knd.data.processed import Processed
 from knd.data.splits import kfold_test_actors
+from knd.training.calibration import WindowPredictions
 from knd.training.cv import (
-    FoldPredictions,
     cross_validate,
     fold_data,
     format_table,
@@ -103,12 +103,12 @@ def test_pooled_folds_fit_the_temperature_and_score_it_on_folds_it_never_saw():
     """Five folds of a model 3x overconfident: the pooled fit finds 3 and repairs the ECE."""
     gen = torch.Generator().manual_seed(0)
     folds = []
-    for k in range(5):
+    for _ in range(5):
         logits = 2.0 * torch.randn(400, 4, generator=gen)
         target = torch.multinomial(torch.softmax(logits, 1), 1, generator=gen).squeeze(1)
         windows = torch.softmax(3 * logits, 1).double()
         clip = torch.arange(400)
-        folds.append(FoldPredictions(windows, clip, target, [f"f{k}/{i}.wav" for i in clip]))
+        folds.append(WindowPredictions(windows, clip, target))
     pooled = pooled_calibration(folds, ["a", "b", "c", "d"])
     assert pooled["clips"] == 2000
     assert pooled["temperature"] == pytest.approx(3.0, rel=0.1)
@@ -116,16 +116,6 @@ def test_pooled_folds_fit_the_temperature_and_score_it_on_folds_it_never_saw():
     assert pooled["ece_floor"] < 0.04
     correct = torch.cat([f.probabilities().argmax(1) == f.target for f in folds]).double()
     assert pooled["accuracy"] == pytest.approx(float(correct.mean()), abs=1e-4)
-
-
-def test_a_clips_probabilities_are_the_mean_of_its_windows_at_any_temperature():
-    windows = torch.tensor([[0.7, 0.3], [0.5, 0.5], [0.2, 0.8]], dtype=torch.float64)
-    fold = FoldPredictions(windows, torch.tensor([0, 0, 1]), torch.tensor([0, 1]), ["x", "y"])
-    torch.testing.assert_close(
-        fold.probabilities(), torch.tensor([[0.6, 0.4], [0.2, 0.8]]).double()
-    )
-    sharp = torch.softmax(windows.log() / 0.5, 1)
-    torch.testing.assert_close(fold.probabilities(0.5)[0], sharp[:2].mean(0))
 
 
 @pytest.mark.slow

@@ -183,12 +183,11 @@ def test_plateau_scheduler_keeps_the_ranks_in_step(processed, tmp_path):
 
 @pytest.mark.slow
 def test_release_trains_on_every_actor_and_carries_the_held_out_numbers(processed, tmp_path):
-    _run(processed, tmp_path, "train.calibrate=true")  # the held-out model and its reports
+    _run(processed, tmp_path)  # the held-out model and its reports
     heldout = torch.load(tmp_path / "model.pt", weights_only=True)
-    temperature = float(heldout["state_dict"]["temperature"])
-    assert temperature != 1.0 and json.loads(_metrics(tmp_path))["temperature"] == round(
-        temperature, 4
-    )
+    assert float(heldout["state_dict"]["temperature"]) == 1.0, "measured, never fitted on itself"
+    temperature = json.loads(_metrics(tmp_path))["temperature"]  # fitted on the test actors
+    assert temperature != 1.0
     cfg = compose_config(*TINY, "train.calibrate=true")
     release(
         cfg,
@@ -204,7 +203,7 @@ def test_release_trains_on_every_actor_and_carries_the_held_out_numbers(processe
     assert set(heldout["trained_on_actors"]) < set(everyone)  # test and val actors held out
     assert released["heldout"]["trained_on_actors"] == heldout["trained_on_actors"]
     assert released["heldout"]["metrics"] == json.loads(_metrics(tmp_path))
-    assert float(released["state_dict"]["temperature"]) == temperature
+    assert float(released["state_dict"]["temperature"]) == pytest.approx(temperature)
     assert len(released["history"]) == 2 and "val_uar" not in released["history"][-1]
 
 

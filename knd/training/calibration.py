@@ -9,6 +9,8 @@ result: the mean gap between confidence and accuracy over confidence bins.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torchmetrics.functional.classification import multiclass_calibration_error
 
@@ -40,6 +42,47 @@ def fit_temperature(
 
     optimizer.step(closure)
     return float(log_t.detach().exp())
+
+
+@dataclass
+class WindowPredictions:
+    """Clips as a model scored them: each window's probabilities at temperature 1, and its clip."""
+
+    windows: torch.Tensor  # (windows, classes)
+    clip: torch.Tensor  # (windows,): the clip each window belongs to
+    target: torch.Tensor  # (clips,)
+
+    def probabilities(self, temperature: float = 1.0) -> torch.Tensor:
+        """Clip probabilities at `temperature`: the mean of the windows', as `predict` gives."""
+        windows = torch.softmax(self.windows.clamp_min(1e-12).log() / temperature, dim=1)
+        sums = torch.zeros(len(self.target), windows.shape[1], dtype=windows.dtype)
+        counts = torch.bincount(self.clip, minlength=len(self.target)).unsqueeze(1)
+        return sums.index_add(0, self.clip, windows) / counts
+
+    def subset(self, clips: torch.Tensor) -> WindowPredictions:
+        """The clips where the boolean mask `clips` is true, and their windows."""
+        keep = clips[self.clip]
+        renumber = torch.cumsum(clips.long(), 0) - 1
+        return WindowPredictions(self.windows[keep], renumber[self.clip[keep]], self.target[clips])
+
+
+def fit_pooled(parts: list[WindowPredictions]) -> float:
+    """`fit_temperature` on every part's clips at once."""
+    offsets = torch.tensor([0] + [len(p.target) for p in parts]).cumsum(0)
+    return fit_temperature(
+        torch.cat([p.windows for p in parts]).clamp_min(1e-12).log(),
+        torch.cat([p.target for p in parts]),
+        torch.cat([p.clip + offsets[k] for k, p in enumerate(parts)]),
+    )
+
+
+def cross_fitted(parts: list[WindowPredictions]) -> torch.Tensor:
+    """Each part's clip probabilities at the temperature fitted on the other parts, concatenated.
+
+    Parts are groups of voices (actors, folds): the ECE of the result measures what a fitted
+    temperature does for voices it was not fitted on.
+    """
+    return torch.cat([p.probabilities(fit_pooled([q for q in parts if q is not p])) for p in parts])
 
 
 def expected_calibration_error(probabilities: torch.Tensor, target: torch.Tensor) -> float:

@@ -16,7 +16,6 @@ import json
 import logging
 import statistics
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -27,8 +26,14 @@ from knd.data.processed import Processed, load_processed
 from knd.data.splits import assign_splits, kfold_test_actors
 from knd.models.classifier import Classifier
 from knd.models.features import band_stats
-from knd.serving.torch_backend import TorchPredictor
-from knd.training.calibration import ece_floor, expected_calibration_error, fit_temperature
+from knd.training.calibration import (
+    WindowPredictions,
+    cross_fitted,
+    ece_floor,
+    expected_calibration_error,
+    fit_pooled,
+)
+from knd.training.evaluate import score_windows
 from knd.training.metrics import classification_metrics, scalars
 from knd.training.train import fit
 
@@ -37,57 +42,21 @@ log = logging.getLogger(__name__)
 HEADLINE = ("uar", "accuracy", "f1_macro", "f1_weighted", "ece")
 
 
-@dataclass
-class FoldPredictions:
-    """A fold's test clips as its model scored them: window probabilities at temperature 1."""
-
-    windows: torch.Tensor  # (windows, classes)
-    clip: torch.Tensor  # window -> clip
-    target: torch.Tensor  # (clips,)
-    paths: list[str]
-
-    @classmethod
-    def of(cls, model: Classifier, data: Processed, split: str = "test") -> FoldPredictions:
-        index = data.indices(split)
-        model.temperature.fill_(1.0)
-        windows, clip = TorchPredictor(model).window_probabilities([data.clip(i) for i in index])
-        paths = data.meta["path"].iloc[index.numpy()].tolist()
-        return cls(torch.from_numpy(windows), torch.from_numpy(clip), data.target[index], paths)
-
-    def probabilities(self, temperature: float = 1.0) -> torch.Tensor:
-        """Clip probabilities at `temperature`: the mean of the windows', as `predict` gives."""
-        windows = torch.softmax(self.windows.clamp_min(1e-12).log() / temperature, dim=1)
-        sums = torch.zeros(len(self.target), windows.shape[1], dtype=windows.dtype)
-        counts = torch.bincount(self.clip, minlength=len(self.target)).unsqueeze(1)
-        return sums.index_add(0, self.clip, windows) / counts
-
-
-def _fit(folds: list[FoldPredictions]) -> float:
-    offsets = torch.tensor([0] + [len(f.target) for f in folds]).cumsum(0)
-    return fit_temperature(
-        torch.cat([f.windows for f in folds]).clamp_min(1e-12).log(),
-        torch.cat([f.target for f in folds]),
-        torch.cat([f.clip + offsets[k] for k, f in enumerate(folds)]),
-    )
-
-
-def pooled_calibration(folds: list[FoldPredictions], labels: list[str]) -> dict:
+def pooled_calibration(folds: list[WindowPredictions], labels: list[str]) -> dict:
     """Metrics and calibration over every fold's test clips at once.
 
-    `temperature` is fitted on all of them (the one to ship with the recipe); `ece_cross_fitted`
-    scores each fold at the temperature fitted on the other folds.
+    `temperature` is fitted on all of them; `ece_cross_fitted` scores each fold at the
+    temperature fitted on the other folds.
     """
     target = torch.cat([f.target for f in folds])
     raw = torch.cat([f.probabilities() for f in folds])
-    others = [[g for g in folds if g is not f] for f in folds]
-    crossed = torch.cat([f.probabilities(_fit(o)) for f, o in zip(folds, others, strict=True)])
     return {
         "clips": len(target),
         **{k: round(v, 4) for k, v in scalars(classification_metrics(raw, target, labels)).items()},
         "ece": round(expected_calibration_error(raw, target), 4),
         "ece_floor": round(ece_floor(raw), 4),
-        "ece_cross_fitted": round(expected_calibration_error(crossed, target), 4),
-        "temperature": round(_fit(folds), 4),
+        "ece_cross_fitted": round(expected_calibration_error(cross_fitted(folds), target), 4),
+        "temperature": round(fit_pooled(folds), 4),
     }
 
 
@@ -113,7 +82,7 @@ def cross_validate(
     data = load_processed(data_dir)
     actors = sorted(set(data.meta["actor"]))
     test_actors = kfold_test_actors(actors, cfg.split.k, cfg.split.seed)
-    results, predictions = [], []
+    results, predictions, paths = [], [], []
     for fold in folds if folds is not None else range(cfg.split.k):
         log.info("fold %d of %d: test actors %s", fold, cfg.split.k, test_actors[fold])
         start = time.perf_counter()
@@ -121,9 +90,10 @@ def cross_validate(
         fdata = fold_data(data, cfg, fold)
         fit(cfg, fdata, fold_dir / "model.pt", fold_dir / "dvclive", fold_dir / "last.pt")
         model = Classifier.load(fold_dir / "model.pt")
-        temperature = float(model.temperature)
-        predictions.append(FoldPredictions.of(model, fdata))
-        probabilities, target = predictions[-1].probabilities(temperature), predictions[-1].target
+        index, scored = score_windows(model, fdata, "test")
+        predictions.append(scored)
+        paths.append(fdata.meta["path"].iloc[index.numpy()].tolist())
+        probabilities, target = scored.probabilities(), scored.target
         metrics = scalars(classification_metrics(probabilities, target, fdata.labels))
         metrics["ece"] = expected_calibration_error(probabilities, target)
         seconds = time.perf_counter() - start
@@ -136,23 +106,27 @@ def cross_validate(
         summary["pooled"] = pooled_calibration(predictions, data.labels)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "cv.json").write_text(json.dumps(summary, indent=2) + "\n")
-    write_predictions(predictions, [r["fold"] for r in results], data.labels, out_dir)
+    write_predictions(predictions, paths, [r["fold"] for r in results], data.labels, out_dir)
     log.info("cross-validation by actor:\n%s", format_table(summary))
     return summary
 
 
 def write_predictions(
-    predictions: list[FoldPredictions], folds: list[int], labels: list[str], out_dir: Path
+    predictions: list[WindowPredictions],
+    paths: list[list[str]],
+    folds: list[int],
+    labels: list[str],
+    out_dir: Path,
 ) -> None:
     """Every test clip of every fold, as `reports/predictions.csv` has them for one split."""
     frames = []
-    for fold, p in zip(folds, predictions, strict=True):
+    for fold, p, fold_paths in zip(folds, predictions, paths, strict=True):
         probabilities = p.probabilities().numpy()
         frames.append(
             pd.DataFrame(
                 {
                     "fold": fold,
-                    "path": p.paths,
+                    "path": fold_paths,
                     "actual": [labels[i] for i in p.target],
                     "predicted": [labels[i] for i in probabilities.argmax(axis=1)],
                     **dict(zip(labels, probabilities.T, strict=True)),

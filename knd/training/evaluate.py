@@ -1,13 +1,15 @@
 """Stage `evaluate`: test-split metrics of the trained model, as DVC metrics and plots.
 
-It scores the held-out model (`models/heldout.pt`), calibrated by the temperature `train` fitted
-on the validation actors; the expected calibration error (ECE) is reported with and without it,
-and beside the ECE a perfectly calibrated model would show on as few clips (`ece_floor`).
+It scores the held-out model (`models/heldout.pt`) and measures its calibration: the expected
+calibration error (ECE), beside the ECE a perfectly calibrated model would show on as few clips
+(`ece_floor`); the temperature fitted on the test clips (which the release may take, see
+`train.calibrate`); and what such a temperature does for voices it was not fitted on
+(`ece_calibrated`: each test actor at the temperature fitted on the other test actors).
 Test clips come from actors the model never heard (unless the split is the leaky `random` one,
 which the metrics then say in so many words). Every clip is scored whole, by `knd predict`'s own
 code (`knd.serving.predictor`: windows of the training duration, probabilities averaged), so
 `reports/predictions.csv` is what `knd predict` says about the same files. Validation in
-`train` and the test folds of `knd cv` score clips the same way, through `predict_split`.
+`train` and the test folds of `knd cv` score clips the same way, through `score_windows`.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import json
 import logging
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 
@@ -25,7 +26,14 @@ from knd.data.processed import Processed, load_processed
 from knd.models.classifier import Classifier
 from knd.paths import HELD_OUT_MODEL
 from knd.serving.torch_backend import TorchPredictor
-from knd.training.calibration import ece_floor, expected_calibration_error, reliability
+from knd.training.calibration import (
+    WindowPredictions,
+    cross_fitted,
+    ece_floor,
+    expected_calibration_error,
+    fit_pooled,
+    reliability,
+)
 from knd.training.metrics import classification_metrics, scalars
 
 log = logging.getLogger(__name__)
@@ -36,17 +44,21 @@ LEAKY_NOTE = (
 )
 
 
-def predict_split(
+def score_windows(
     model: Classifier, data: Processed, split: str
-) -> tuple[torch.Tensor, np.ndarray]:
-    """Row indices of `split` and each clip's probabilities, `(clips, classes)`."""
+) -> tuple[torch.Tensor, WindowPredictions]:
+    """Row indices of `split` and its clips' window probabilities (at the model's temperature:
+    1 for every model `train` saves)."""
     index = data.indices(split)
-    return index, TorchPredictor(model).probabilities([data.clip(i) for i in index])
+    windows, clip = TorchPredictor(model).window_probabilities([data.clip(i) for i in index])
+    return index, WindowPredictions(
+        torch.from_numpy(windows), torch.from_numpy(clip), data.target[index]
+    )
 
 
 def evaluate_split(model: Classifier, data: Processed, split: str) -> dict:
-    index, probabilities = predict_split(model, data, split)
-    return classification_metrics(torch.from_numpy(probabilities), data.target[index], data.labels)
+    _, scored = score_windows(model, data, split)
+    return classification_metrics(scored.probabilities(), scored.target, data.labels)
 
 
 def evaluate(
@@ -58,27 +70,25 @@ def evaluate(
     """Write the test metrics; with `cfg`, also log them to W&B as the `evaluate` run."""
     data = load_processed(data_dir)
     model = Classifier.load(model_path)
-    index, probabilities = predict_split(model, data, "test")
-    target = data.target[index]
-    metrics = classification_metrics(torch.from_numpy(probabilities), target, data.labels)
+    index, scored = score_windows(model, data, "test")
+    target, probabilities = scored.target, scored.probabilities()
+    metrics = classification_metrics(probabilities, target, data.labels)
     test_meta = data.meta.iloc[index.numpy()]
-    temperature = float(model.temperature)
-    uncalibrated = probabilities
-    if temperature != 1.0:  # the same model uncalibrated, to show what calibration did
-        model.temperature.fill_(1.0)
-        uncalibrated = predict_split(model, data, "test")[1]
+    actors = torch.from_numpy(test_meta["actor"].to_numpy())
+    by_actor = [scored.subset(actors == a) for a in actors.unique()]
+    order = torch.cat([torch.nonzero(actors == a).squeeze(1) for a in actors.unique()])
     summary = {
         **{k: round(v, 4) for k, v in scalars(metrics).items()},
-        "ece": round(expected_calibration_error(torch.from_numpy(probabilities), target), 4),
-        "ece_uncalibrated": round(
-            expected_calibration_error(torch.from_numpy(uncalibrated), target), 4
-        ),
-        "ece_floor": round(ece_floor(torch.from_numpy(probabilities)), 4),
-        "temperature": round(temperature, 4),
+        "ece": round(expected_calibration_error(probabilities, target), 4),
+        "ece_floor": round(ece_floor(probabilities), 4),
+        "temperature": round(fit_pooled([scored]), 4),
         "split": data.split_strategy,
         "test_clips": len(index),
-        "test_actors": len(set(test_meta["actor"])),
+        "test_actors": len(by_actor),
     }
+    if len(by_actor) > 1:
+        crossed = cross_fitted(by_actor)
+        summary["ece_calibrated"] = round(expected_calibration_error(crossed, target[order]), 4)
     if data.split_strategy == "random":
         summary["warning"] = LEAKY_NOTE
     reports.mkdir(parents=True, exist_ok=True)
@@ -86,9 +96,10 @@ def evaluate(
     details = {
         "labels": data.labels,
         **metrics,
-        "reliability": reliability(torch.from_numpy(probabilities), target),
+        "reliability": reliability(probabilities, target),
     }
     (reports / "evaluation.json").write_text(json.dumps(details, indent=2) + "\n")
+    probabilities = probabilities.numpy()
     pd.DataFrame(
         {
             "path": test_meta["path"].to_numpy(),

@@ -4,8 +4,9 @@ The held-out model (`train`, `models/heldout.pt`) exists to be measured: `evalua
 `robustness` and `plot` score it on actors it never heard. The release repeats its recipe on all
 actors, because more voices generalise better (on RAVDESS actors that neither model heard, 20
 training actors scored UAR 0.65 where 14 scored 0.55). Nothing is left to score the release on,
-so its checkpoint carries the held-out model's numbers, and its temperature, which calibrates a
-model of the same recipe.
+so its checkpoint carries the held-out model's numbers; with `train.calibrate` it also takes the
+temperature `evaluate` fitted on the held-out model's test actors, which calibrates a model of
+the same recipe.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def release(
     model_path: Path = RELEASE_MODEL,
     state_path: Path = RELEASE_STATE,
 ) -> dict:
-    """Train on every clip of `data_dir`; record the held-out model's temperature and metrics."""
+    """Train on every clip of `data_dir`; record the held-out model's metrics."""
     heldout = read_checkpoint(heldout_path)
     try:
         metrics = json.loads(metrics_path.read_text())
@@ -48,7 +49,7 @@ def release(
         model_path,
         None,
         state_path,
-        temperature=float(heldout["state_dict"]["temperature"]),
+        temperature=metrics["temperature"] if cfg.train.calibrate else 1.0,
         job_type="release",
         heldout={
             "model": str(heldout_path),

@@ -25,9 +25,7 @@ from knd.data.processed import Processed, load_processed
 from knd.errors import KndError
 from knd.models.classifier import Classifier
 from knd.paths import HELD_OUT_MODEL
-from knd.serving.torch_backend import TorchPredictor
 from knd.training.augment import Augmenter
-from knd.training.calibration import fit_temperature
 from knd.training.evaluate import evaluate_split
 from knd.training.metrics import scalars
 
@@ -235,14 +233,14 @@ def fit(
     model_path: Path,
     live_dir: Path | None,
     state_path: Path,
-    temperature: float | None = None,
+    temperature: float = 1.0,
     job_type: str = "train",
     **extra,
 ) -> dict:
     """Train on `data`'s train split, validate on its val split, save the selected epoch.
 
-    The saved model's temperature is `temperature` if given (a model trained on every actor takes
-    the held-out model's), else fitted on the val split with `train.calibrate`, else 1.
+    The saved model's logits are divided by `temperature` (a release may take the one fitted on the
+    held-out model's test actors).
     Without a val split only the last epoch can be kept and nothing can stop early. `extra` goes
     into the checkpoint.
     """
@@ -322,10 +320,6 @@ def fit(
         if cfg.train.select == "best":
             trainer.model.load_state_dict(trainer.best_state)
         validation = trainer.history[selected - 1]
-        if temperature is None:
-            temperature = (
-                calibrate(trainer.model, data) if validate and cfg.train.calibrate else 1.0
-            )
         trainer.model.temperature.fill_(temperature)
         result["temperature"] = round(temperature, 4)
         trainer.model.save(
@@ -358,15 +352,6 @@ def fit(
         del trainer  # DDP's reducer must go before its process group, or gloo hangs at exit
         dist.destroy_process_group()
     return result
-
-
-def calibrate(model: Classifier, data: Processed) -> float:
-    """The temperature fitted on the val clips, scored whole as `knd predict` scores them."""
-    index = data.indices("val")
-    model.temperature.fill_(1.0)
-    windows, clip = TorchPredictor(model).window_probabilities([data.clip(i) for i in index])
-    log_probabilities = torch.from_numpy(windows).clamp_min(1e-12).log()
-    return fit_temperature(log_probabilities, data.target[index], torch.from_numpy(clip))
 
 
 def _log_epoch(live, tracker, row: dict) -> None:
