@@ -20,6 +20,7 @@ torch nor onnxruntime.
 from __future__ import annotations
 
 import math
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
@@ -57,6 +58,9 @@ class Predictor(ABC):
             raise KndError(f"--batch-size: must be >= 1, got {batch_size}")
         self.labels, self.sample_rate = list(labels), sample_rate
         self.num_samples, self.batch_size = num_samples, batch_size
+        # One forward pass at a time: it uses every core already, and threads of a server then
+        # take turns batch by batch (a live window need not wait for a whole long recording).
+        self.lock = threading.Lock()
 
     def read(
         self,
@@ -108,7 +112,8 @@ class Predictor(ABC):
         for k in range(0, len(spans), self.batch_size):
             chunk = spans[k : k + self.batch_size]
             batch = np.stack([clips[i][s : s + self.num_samples] for i, s in chunk])
-            p, v = self._forward(batch, embeddings)
+            with self.lock:
+                p, v = self._forward(batch, embeddings)
             probabilities.append(p)
             vectors.append(v)
         return (

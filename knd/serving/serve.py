@@ -4,8 +4,10 @@
 Every client error is a 4xx with a readable `detail`: no file (422), audio that cannot be used
 (422, the reader's message naming the file and the reason), a body over the upload limit (413,
 refused from Content-Length before reading, or as soon as the bytes read pass the limit).
-Inference runs under a lock: one forward pass at a time uses both cores well, and concurrent
-requests still decode their uploads in parallel. Importing this module does not import torch.
+Inference runs one forward pass (a batch of windows) at a time (`Predictor`'s lock), which uses
+both cores well; concurrent requests still decode their uploads in parallel, and a live stream's
+window waits for one batch of a long timeline, not for all of it. Importing this module does not
+import torch.
 
 `WS /stream` is live analysis: the client sends binary messages of 16 kHz mono PCM (int16,
 little-endian); every `STREAM_HOP` seconds of audio received, the server answers with the JSON
@@ -19,7 +21,6 @@ work offline: `FastAPIOffline` (the fastapi-offline package, part of the [serve]
 
 from __future__ import annotations
 
-import threading
 from importlib.resources import files
 from pathlib import Path
 from typing import Annotated, Any
@@ -110,7 +111,6 @@ class BodyLimit:
 def create_app(model_path: str | Path, max_upload_bytes: int = 20 * MB) -> FastAPI:
     """The service for one model file (.pt or .onnx), loaded here, once."""
     predictor = load_predictor(model_path)
-    lock = threading.Lock()
     page = files("knd.serving").joinpath("static/index.html").read_text(encoding="utf-8")
     health = Health(
         status="ok", model=Path(model_path).name, labels=predictor.labels, backend=predictor.backend
@@ -144,8 +144,7 @@ def create_app(model_path: str | Path, max_upload_bytes: int = 20 * MB) -> FastA
     def predict(file: Audio) -> Prediction:
         """Emotion probabilities of one clip (long clips: mean over 50%-overlapping windows)."""
         name, wave = read(file)
-        with lock:
-            (probabilities,) = predictor.predict([wave])
+        (probabilities,) = predictor.predict([wave])
         return Prediction(**result(name, probabilities))
 
     @app.post("/timeline", responses=too_large)
@@ -153,8 +152,7 @@ def create_app(model_path: str | Path, max_upload_bytes: int = 20 * MB) -> FastA
         """Emotion of each speech segment of a recording (up to 10 minutes), and each emotion's
         share of the speech time; silence is not classified. As `knd predict --timeline`."""
         name, wave = read(file)
-        with lock:
-            return Timeline(**timeline(predictor, wave, name))
+        return Timeline(**timeline(predictor, wave, name))
 
     @app.websocket("/stream")
     async def stream(websocket: WebSocket) -> None:
@@ -168,7 +166,7 @@ def create_app(model_path: str | Path, max_upload_bytes: int = 20 * MB) -> FastA
                 except KndError as err:
                     return await websocket.close(1003, str(err))
                 if due:
-                    await websocket.send_json(await run_in_threadpool(live.score, lock))
+                    await websocket.send_json(await run_in_threadpool(live.score))
         except WebSocketDisconnect:
             pass
 
@@ -203,14 +201,13 @@ class LiveWindow:
         self.buffer = np.concatenate([self.buffer, chunk])[-self.predictor.num_samples :]
         return self.received // self.hop > before // self.hop
 
-    def score(self, lock: threading.Lock) -> dict[str, Any]:
+    def score(self) -> dict[str, Any]:
         """`{t, label, probabilities}` of the latest window (null label and probabilities when it
         holds no speech)."""
         answer: dict[str, Any] = {"t": self.received / STREAM_RATE}
         wave = self.buffer
         if not has_speech(wave, self.predictor.sample_rate):
             return answer | {"label": None, "probabilities": None}
-        with lock:
-            (probabilities,) = self.predictor.predict([wave])
+        (probabilities,) = self.predictor.predict([wave])
         label = max(probabilities, key=probabilities.__getitem__)
         return answer | {"label": label, "probabilities": probabilities}
