@@ -6,8 +6,8 @@ Every client error is a 4xx with a readable `detail`: no file (422), audio that 
 refused from Content-Length before reading, or as soon as the bytes read pass the limit).
 Inference runs one forward pass (a batch of windows) at a time (`Predictor`'s lock), which uses
 both cores well; concurrent requests still decode their uploads in parallel, and a live stream's
-window waits for one batch of a long timeline, not for all of it. Importing this module does not
-import torch.
+window waits for one small batch (`BATCH_SIZE`) of a long timeline, not for all of it.
+Importing this module does not import torch.
 
 `WS /stream` is live analysis: the client sends binary messages of 16 kHz mono PCM (int16,
 little-endian); every `STREAM_HOP` seconds of audio received, the server answers with the JSON
@@ -45,6 +45,11 @@ MAX_UPLOAD_SECONDS = 600  # decoded audio, not bytes: compressed uploads can cla
 STREAM_RATE = 16_000  # Hz of the PCM a `/stream` client sends
 STREAM_HOP = 0.5  # seconds of received audio between two `/stream` answers
 MAX_MESSAGE_SECONDS = 2.0  # longest audio in one `/stream` message
+# Windows per forward pass. Passes take turns, so a live window waits for at most one batch of a
+# long upload's: with 8 streams and 10-minute timelines posted back to back, update latency p95
+# was 244 ms at 4 and 521 ms at 32 (benchmarks/bench_stream.py --with-timeline); a 10-minute
+# timeline took as long at either.
+BATCH_SIZE = 4
 
 
 Audio = Annotated[UploadFile, File(description="Audio: WAV, FLAC, OGG or AIFF; any rate.")]
@@ -110,7 +115,7 @@ class BodyLimit:
 
 def create_app(model_path: str | Path, max_upload_bytes: int = 20 * MB) -> FastAPI:
     """The service for one model file (.pt or .onnx), loaded here, once."""
-    predictor = load_predictor(model_path)
+    predictor = load_predictor(model_path, BATCH_SIZE)
     page = files("knd.serving").joinpath("static/index.html").read_text(encoding="utf-8")
     health = Health(
         status="ok", model=Path(model_path).name, labels=predictor.labels, backend=predictor.backend
