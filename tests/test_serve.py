@@ -268,14 +268,21 @@ def test_stream_answers_every_half_second_with_the_latest_window(client, checkpo
     assert answers[-1] == {"t": 6.0, "label": None, "probabilities": None}  # 2 s of silence
 
 
-def test_stream_refuses_what_is_not_int16_pcm(client):
+@pytest.mark.parametrize(
+    ("message", "got"),
+    [(b"odd", "3 bytes"), (b"\0" * 64_002, "64002 bytes"), ("hello", "a text message")],
+    ids=["odd-bytes", "over-2-s", "text"],
+)
+def test_stream_refuses_what_is_not_int16_pcm(client, message, got):
     from starlette.websockets import WebSocketDisconnect
 
     with client.websocket_connect("/stream") as ws:
-        ws.send_bytes(b"odd")
+        (ws.send_text if isinstance(message, str) else ws.send_bytes)(message)
         with pytest.raises(WebSocketDisconnect) as closed:
             ws.receive_json()
-    assert closed.value.code == 1003 and "int16 PCM at 16000 Hz" in closed.value.reason
+    assert closed.value.code == 1003 and closed.value.reason == (
+        f"messages must be binary, int16 PCM at 16000 Hz, at most 2 s (got {got})"
+    )
 
 
 def test_concurrent_streams_get_their_own_answers(client, checkpoint):

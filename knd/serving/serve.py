@@ -47,8 +47,8 @@ STREAM_HOP = 0.5  # seconds of received audio between two `/stream` answers
 MAX_MESSAGE_SECONDS = 2.0  # longest audio in one `/stream` message
 # Windows per forward pass. Passes take turns, so a live window waits for at most one batch of a
 # long upload's: with 8 streams and 10-minute timelines posted back to back, update latency p95
-# was 244 ms at 4 and 521 ms at 32 (benchmarks/bench_stream.py --with-timeline); a 10-minute
-# timeline took as long at either.
+# was 229 ms at 4 and 521 ms at 32 (benchmarks/bench_stream.py --with-timeline, docs/live.md);
+# a 10-minute timeline took as long at either.
 BATCH_SIZE = 4
 
 
@@ -165,9 +165,11 @@ def create_app(model_path: str | Path, max_upload_bytes: int = 20 * MB) -> FastA
         live = LiveWindow(predictor)
         try:
             while True:
-                data = await websocket.receive_bytes()
+                message = await websocket.receive()
+                if message["type"] == "websocket.disconnect":
+                    return
                 try:
-                    due = live.add(data)
+                    due = live.add(message.get("bytes"))
                 except KndError as err:
                     return await websocket.close(1003, str(err))
                 if due:
@@ -192,12 +194,14 @@ class LiveWindow:
             else soxr.ResampleStream(STREAM_RATE, predictor.sample_rate, 1, dtype="float32")
         )
 
-    def add(self, data: bytes) -> bool:
-        """Append one message of int16 PCM; whether an answer is due (a hop boundary passed)."""
-        if len(data) % 2 or len(data) > 2 * MAX_MESSAGE_SECONDS * STREAM_RATE:
+    def add(self, data: bytes | None) -> bool:
+        """Append one binary message of int16 PCM (None: a text message); whether an answer is
+        due (the audio received passed a multiple of `STREAM_HOP`)."""
+        if data is None or len(data) % 2 or len(data) > 2 * MAX_MESSAGE_SECONDS * STREAM_RATE:
+            got = "a text message" if data is None else f"{len(data)} bytes"
             raise KndError(
-                f"messages must hold int16 PCM at {STREAM_RATE} Hz, at most "
-                f"{MAX_MESSAGE_SECONDS:g} s (got {len(data)} bytes)"
+                f"messages must be binary, int16 PCM at {STREAM_RATE} Hz, at most "
+                f"{MAX_MESSAGE_SECONDS:g} s (got {got})"
             )
         chunk = np.frombuffer(data, "<i2").astype(np.float32) / 32768
         before, self.received = self.received, self.received + len(chunk)
