@@ -146,6 +146,22 @@ def predict(
     ] = "table",
     top_k: Annotated[int, typer.Option(min=1, help="Probabilities shown in the table.")] = 3,
     batch_size: Annotated[int, typer.Option(min=1, help="Windows per forward pass.")] = 32,
+    timeline: Annotated[
+        bool,
+        typer.Option(
+            "--timeline",
+            help="Emotion of each speech segment (start, end in seconds) and each emotion's "
+            "share of the speech time, instead of one label per file.",
+        ),
+    ] = False,
+    embeddings: Annotated[
+        bool,
+        typer.Option(
+            "--embeddings",
+            help="Add each file's (or segment's) pooled embedding, the vector the model's last "
+            "layer classifies, as the JSON field `embedding` (needs --format json).",
+        ),
+    ] = False,
 ) -> None:
     """Emotion of each audio file; exit status 1 if any input could not be read.
 
@@ -154,17 +170,27 @@ def predict(
     Long clips: mean over windows of the training duration that overlap by at least 50%.
 
     Short clips: centre-padded with silence to the training duration, as in training.
+
+    --timeline: speech is found by a voice-activity detector (silence is not classified), and
+    segments longer than the training duration are cut into equal pieces no longer than it.
+    CSV: a row per segment, then a `summary` row of shares per file.
     """
     from tqdm import tqdm
 
     from knd.audio import find_audio
-    from knd.serving.predict import format_results, load_predictor, predict_files
+    from knd.serving.predict import format_results, format_timelines, load_predictor, predict_files
+    from knd.serving.timeline import timeline_files
 
+    if embeddings and fmt != "json":
+        raise KndError("--embeddings: embeddings are a JSON field; add --format json")
     predictor = load_predictor(model, batch_size)
     files = find_audio(paths)
     progress = dict(total=len(files), unit="file", file=sys.stderr, disable=len(files) < 2 or None)
-    records = list(tqdm(predict_files(predictor, files), **progress))
-    typer.echo(format_results(records, fmt, predictor.labels, top_k))
+    run, render = (
+        (timeline_files, format_timelines) if timeline else (predict_files, format_results)
+    )
+    records = list(tqdm(run(predictor, files, embeddings), **progress))
+    typer.echo(render(records, fmt, predictor.labels, top_k))
     if failed := sum("error" in r for r in records):
         raise KndError(f"{failed} of {len(records)} inputs could not be read")
 

@@ -29,6 +29,22 @@ def test_forward_shape_and_size(name):
     assert low <= count_parameters(model) / 1e6 <= high
 
 
+# Embedding width: what the last linear layer sees (stats and attention pooling double it)
+EMBEDDING = {"cnn": 256, "resnet18": 1024, "acnt": 128, "vgg": 256, "sernet": 256}
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_the_embedding_is_what_the_last_layer_classifies(name):
+    cfg = compose_config(f"model={name}")
+    model = build_model(cfg.model, n_classes=8, n_bins=cfg.features.num_bins).eval()
+    x = torch.randn(3, 1, cfg.features.num_bins, 120)
+    logits, embedding = model.forward_with_embedding(x)
+    assert embedding.shape == (3, EMBEDDING[name])
+    torch.testing.assert_close(logits, model(x))
+    linear = model.head[-1] if name == "cnn" else model.head.classify[1]
+    torch.testing.assert_close(linear(embedding), logits)
+
+
 def test_acnt_without_transformer_is_the_cnn_alone():
     cfg = compose_config("model=acnt").model
     with_t = build_model(cfg, 8, 64)
@@ -48,6 +64,10 @@ def test_ensemble_trains_members_apart_and_predicts_their_mean_probability():
     torch.testing.assert_close(ensemble(x).softmax(dim=-1), mean)
     first, second = (m.head.classify[1].weight for m in ensemble.members[:2])
     assert not torch.equal(first, second)  # independently initialised
+    logits, embedding = ensemble.forward_with_embedding(x)
+    torch.testing.assert_close(logits, ensemble(x))
+    members = [member.embed(x) for member in ensemble.members]
+    torch.testing.assert_close(embedding, torch.cat(members, dim=1))  # concatenated, in order
 
 
 @pytest.mark.parametrize("pooling", ["mean", "stats", "attention"])

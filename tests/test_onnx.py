@@ -66,6 +66,39 @@ def test_onnx_agrees_with_pytorch_on_real_clips(exported):
     np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
 
 
+def test_onnx_embeddings_agree_with_pytorch(exported):
+    """The second output: each clip's pooled embedding (mean over its windows), both backends."""
+    checkpoint, exported_model = exported
+    torch_backend, onnx_backend = load_predictor(checkpoint), load_predictor(exported_model)
+    waves = [torch_backend.read(data, name) for name, data in mirror_clips(6).items()]
+    waves.append(np.concatenate(waves[:3]))
+    want_p, want = torch_backend.clip_outputs(waves, embeddings=True)
+    got_p, got = onnx_backend.clip_outputs(waves, embeddings=True)
+    np.testing.assert_allclose(got_p, torch_backend.probabilities(waves), atol=1e-4, rtol=0)
+    np.testing.assert_array_equal(want_p, torch_backend.probabilities(waves))
+    assert got.shape == want.shape and got.shape[0] == len(waves) and got.shape[1] >= 8
+    np.testing.assert_allclose(got, want, atol=1e-4 * np.abs(want).max(), rtol=0)
+
+
+def test_an_export_without_the_embedding_output_predicts_but_refuses_embeddings(tmp_path):
+    """Exports made before the second output: still a model, and a clear way to get embeddings."""
+    path = tmp_path / "old.onnx"
+    export_onnx(make_checkpoint(tmp_path / "model.pt"), path)
+    model = onnx.load(path)
+    del model.graph.output[1]
+    onnx.save(model, path)
+    predictor = load_predictor(path)
+    wave = voice(3.0)
+    want = load_predictor(tmp_path / "model.pt").predict([wave])[0]
+    assert predictor.predict([wave])[0] == pytest.approx(want, abs=1e-4)
+    with pytest.raises(KndError) as err:
+        predictor.clip_outputs([wave], embeddings=True)
+    assert str(err.value) == (
+        f"{path}: this export has no 'embedding' output (made by an older knd); "
+        "re-export it with `knd export` for embeddings"
+    )
+
+
 def test_onnx_file_is_self_contained(exported):
     checkpoint, exported_model = exported
     model = onnx.load(exported_model)
@@ -73,10 +106,11 @@ def test_onnx_file_is_self_contained(exported):
     assert meta["knd.labels"] == LABELS
     assert meta["knd.checkpoint_sha256"] == hashlib.sha256(checkpoint.read_bytes()).hexdigest()
     assert from_dict(FeatureConfig, meta["knd.feature_config"]).num_samples == 2 * RATE
-    (waveform,), (probabilities,) = model.graph.input, model.graph.output
+    (waveform,), (probabilities, embedding) = model.graph.input, model.graph.output
     dims = [d.dim_param or d.dim_value for d in waveform.type.tensor_type.shape.dim]
     assert (waveform.name, dims) == ("waveform", ["batch", 2 * RATE])
-    assert probabilities.name == "probabilities"
+    assert probabilities.name == "probabilities" and embedding.name == "embedding"
+    assert embedding.type.tensor_type.shape.dim[0].dim_param == "batch"
 
 
 @pytest.mark.parametrize(
@@ -250,6 +284,8 @@ def test_onnx_backend_never_imports_torch(exported, tmp_path):
             assert client.get("/health").json()["backend"] == "onnx"
             answer = client.post("/predict", files={{"file": open({str(clip)!r}, "rb")}})
             assert answer.json()["probabilities"] == probabilities, answer.text
+            answer = client.post("/timeline", files={{"file": open({str(clip)!r}, "rb")}})
+            assert answer.json()["segments"], answer.text
         sys.argv = ["knd", "predict", {str(clip)!r}, "--model", {str(exported_model)!r},
                     "--format", "json"]
         out = io.StringIO()
@@ -259,6 +295,14 @@ def test_onnx_backend_never_imports_torch(exported, tmp_path):
             except SystemExit as exit_:
                 assert not exit_.code, exit_.code
         assert json.loads(out.getvalue())[0]["probabilities"] == probabilities
+        sys.argv += ["--timeline", "--embeddings"]
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            try:
+                main()
+            except SystemExit as exit_:
+                assert not exit_.code, exit_.code
+        assert json.loads(out.getvalue())[0]["segments"][0]["embedding"]
         assert "torch" not in sys.modules, sorted(m for m in sys.modules if "torch" in m)
         """
     )

@@ -67,10 +67,11 @@ class MeanLevel(Predictor):
         super().__init__(["level", "rest"], RATE, 100, batch_size)
         self.batches: list[int] = []
 
-    def _forward(self, windows):
+    def _forward(self, windows, embeddings):
+        """'Embedding': the window's first and last sample."""
         self.batches.append(len(windows))
         level = windows.mean(axis=1)
-        return np.stack([level, 1 - level], axis=1)
+        return np.stack([level, 1 - level], axis=1), windows[:, [0, -1]] if embeddings else None
 
 
 def test_window_probabilities_are_averaged_and_batched_across_clips():
@@ -82,6 +83,10 @@ def test_window_probabilities_are_averaged_and_batched_across_clips():
     assert first["level"] == pytest.approx(np.mean([0, 0, 0.5, 1, 1]))
     assert second["level"] == pytest.approx(0.5)
     assert backend.predict([]) == []
+    probabilities, embeddings = backend.clip_outputs([long, short], embeddings=True)
+    assert probabilities[:, 0] == pytest.approx([first["level"], 0.5])
+    # windows of `long` start at 0, 50, 100, 150, 200: first/last samples 0/0 0/0 0/1 1/1 1/1
+    np.testing.assert_allclose(embeddings, [[0.4, 0.6], [0.0, 0.0]])
 
 
 # --- the torch backend ------------------------------------------------------------------------

@@ -53,6 +53,11 @@ def test_serve_extra_runs_an_onnx_model_without_torch(tmp_path):
     )  # fmt: skip
     got = json.loads(out.stdout)[0]["probabilities"]
     np.testing.assert_allclose(list(got.values()), list(want.values()), atol=1e-6)
+    out = subprocess.run(  # the voice-activity detector is in the extra too
+        [knd, "predict", clip, "--model", onnx_model, "--timeline", "--format", "json"],
+        capture_output=True, text=True, check=True, timeout=120,
+    )  # fmt: skip
+    assert json.loads(out.stdout)[0]["segments"]
 
     port = _free_port()
     server = subprocess.Popen(

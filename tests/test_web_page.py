@@ -1,11 +1,13 @@
 """End to end: `knd serve` in a subprocess, its page driven by headless Chromium.
 
 Needs Debian's chromium and the Python playwright package (no browser download: playwright
-drives /usr/bin/chromium). Skipped with the reason when either is missing.
+drives /usr/bin/chromium). Skipped with the reason when either is missing. Live mode is driven
+by Chromium's fake microphone playing a WAV file in a loop.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import subprocess
@@ -19,6 +21,8 @@ import soundfile as sf
 from helpers.audio import voice
 from helpers.models import LABELS, make_checkpoint
 from helpers.project import ROOT
+
+from knd.serving.predict import load_predictor
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = [
@@ -46,9 +50,13 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def model(tmp_path_factory):
+    return make_checkpoint(tmp_path_factory.mktemp("model") / "model.pt")
+
+
+@pytest.fixture(scope="module")
+def server(model):
     """`knd serve` on a free port, up once /health answers; its URL."""
-    model = make_checkpoint(tmp_path_factory.mktemp("model") / "model.pt")
     port = free_port()
     command = [sys.executable, "-m", "knd.cli", "serve", "--model", str(model), "--port", str(port)]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -73,13 +81,18 @@ def server(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def page(server):
+def playwright():
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        page = browser.new_page(viewport={"width": 760, "height": 720})
-        page.goto(server)
-        yield page
-        browser.close()
+        yield p
+
+
+@pytest.fixture(scope="module")
+def page(server, playwright):
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+    page = browser.new_page(viewport={"width": 760, "height": 720})
+    page.goto(server)
+    yield page
+    browser.close()
 
 
 def check_result(page) -> str:
@@ -123,3 +136,98 @@ def test_an_unreadable_file_shows_the_reason(page, tmp_path):
     page.wait_for_selector("#status.error")
     assert page.inner_text("#status").startswith("Could not classify: junk.wav: not audio")
     assert page.locator("#result").is_hidden()
+
+
+def hiss(seconds: float) -> np.ndarray:
+    return (0.003 * np.random.default_rng(0).standard_normal(round(seconds * 16_000))).astype(
+        np.float32
+    )
+
+
+def test_upload_a_long_recording_and_see_its_timeline(page, server, tmp_path):
+    """Bands coloured by emotion over the waveform, probabilities on hover, click to play."""
+    clip = tmp_path / "meeting.wav"
+    wave = np.concatenate([hiss(1), voice(5), hiss(2), voice(3, f0=220, seed=1), hiss(1)])
+    sf.write(clip, wave, 16_000)
+    page.set_input_files("#file", str(clip))
+    page.wait_for_selector("#timeline:not([hidden]) .band")
+    with clip.open("rb") as f:
+        want = httpx.post(f"{server}/timeline", files={"file": ("meeting.wav", f)}).json()
+    bands = page.locator("#lane .band")
+    assert bands.count() == len(want["segments"]) == 5
+    for k, segment in enumerate(want["segments"]):
+        band = bands.nth(k)
+        assert band.get_attribute("data-label") == segment["label"]
+        assert float(band.get_attribute("data-start")) == segment["start"]
+    assert page.inner_text("#duration") == "12.0 s"
+    shares = page.locator("#summary span").all_inner_texts()
+    assert shares and all(s.split()[0].lower() in LABELS and s.endswith("%") for s in shares)
+    page.hover("#lane .band >> nth=3")
+    third = want["segments"][3]
+    tip = page.inner_text("#tip")
+    assert tip.startswith(f"{third['start']:.2f}\u2013{third['end']:.2f} s: {third['label']}")
+    assert f"{100 * third['probabilities'][third['label']]:.1f}%" in tip
+    page.click("#lane .band >> nth=3")
+    page.wait_for_function(f"document.getElementById('player').currentTime >= {third['start']}")
+    page.screenshot(path=str(tmp_path / "timeline.png"), full_page=True)
+    page.evaluate("document.getElementById('player').pause()")
+
+
+@pytest.fixture(scope="module")
+def microphone(tmp_path_factory) -> tuple[str, np.ndarray]:
+    """A 10 s voice as 16 kHz PCM: the file the fake microphone loops, and its samples."""
+    path = tmp_path_factory.mktemp("mic") / "mic.wav"
+    sf.write(path, voice(10.0), 16_000, subtype="PCM_16")
+    return str(path), sf.read(path, dtype="float32")[0]
+
+
+def test_live_mode_shows_the_servers_predictions_for_the_microphone(
+    server, model, microphone, playwright
+):
+    """The page shows every answer of /stream, and those are the model's on the file's audio.
+
+    The fake microphone loops the file from an unknown point, so each answer (once 2 s, the
+    window, have been heard) is compared with the nearest of the file's 2 s windows, at every
+    10 ms offset. Those differ by at most 0.0016 from one another here, another voice by 0.004;
+    the page's pass through the browser's audio path lands within 0.001.
+    """
+    path, samples = microphone
+    received = []
+    browser = playwright.chromium.launch(
+        executable_path=CHROMIUM, args=[*FLAGS, f"--use-file-for-fake-audio-capture={path}"]
+    )
+    page = browser.new_page(viewport={"width": 760, "height": 720})
+    page.on(
+        "websocket",
+        lambda ws: ws.on("framereceived", lambda frame: received.append(json.loads(frame))),
+    )
+    page.goto(server)
+    page.click("#live")
+    page.wait_for_selector("#live-panel:not([hidden])")
+    page.wait_for_function("document.querySelectorAll('#live-strip .tick').length >= 10")
+    page.click("#live")
+    page.wait_for_selector("#live.secondary")
+    shown = page.eval_on_selector_all(
+        "#live-strip .tick",
+        "ticks => ticks.map(t => [+t.dataset.t, t.dataset.label, t.dataset.probabilities])",
+    )
+    current = page.inner_text("#live-label").strip().lower()
+    browser.close()
+    assert [(a["t"], a["label"], a["probabilities"]) for a in received] == [
+        (t, label or None, probabilities and json.loads(probabilities))
+        for t, label, probabilities in shown
+    ]
+    assert [a["t"] for a in received] == [0.5 * k for k in range(1, len(received) + 1)]
+    assert current == received[-1]["label"]
+    predictor = load_predictor(model)
+    loop = np.tile(samples, 2)
+    offline = predictor.probabilities(
+        [loop[o : o + predictor.num_samples] for o in range(0, len(samples), 160)]
+    )
+    full = [a for a in received if a["t"] >= 2.0]
+    assert full and all(a["label"] for a in full)  # a voice: never taken for silence
+    for answer in full:
+        live = np.array([answer["probabilities"][label] for label in LABELS])
+        distance = np.abs(offline - live).max(axis=1)
+        assert distance.min() < 0.002, (answer["t"], distance.min())
+        assert answer["label"] == LABELS[offline[distance.argmin()].argmax()]

@@ -51,6 +51,14 @@ class Classifier(nn.Module):
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         return self.net(self.normalise(self.front_end(wave))) / self.temperature
 
+    def forward_with_embedding(self, wave: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits, pooled embedding): the vector the network's last linear layer classifies.
+
+        An ensemble's is its members' concatenated (`knd.models.networks.Ensemble`).
+        """
+        logits, embedding = self.net.forward_with_embedding(self.normalise(self.front_end(wave)))
+        return logits / self.temperature, embedding
+
     def save(self, path: str | Path, **extra: Any) -> None:
         """Write the checkpoint atomically: a killed save never leaves a file that loads."""
         path = Path(path)

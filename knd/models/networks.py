@@ -3,11 +3,16 @@
 Emotion lives in how the voice changes over time, so every network except the reference `cnn`
 keeps a time axis to the end and pools it explicitly (`model.pooling`): mean, mean+std
 statistics, or attentive statistics that learn which frames carry the emotion.
+
+Every network is a `Network`: `embed` maps the input to its pooled vector (what the last linear
+layer sees, before dropout), `classify` maps that to logits. `knd predict --embeddings` returns
+the vector, for users who train their own classifiers on top.
 """
 
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 
 import torch
 from torch import nn
@@ -70,7 +75,27 @@ class TemporalPooling(nn.Module):
         return torch.cat([mean, var.clamp_min(1e-6).sqrt()], dim=1)
 
 
-class CNN(nn.Module):
+class Network(nn.Module, ABC):
+    """A classifier whose forward pass is `classify(embed(x))`."""
+
+    @abstractmethod
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """`(batch, 1, bins, frames)` -> the pooled `(batch, dim)` embedding."""
+
+    @abstractmethod
+    def classify(self, embedding: torch.Tensor) -> torch.Tensor:
+        """The pooled embedding -> logits."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classify(self.embed(x))
+
+    def forward_with_embedding(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits, embedding) from one pass."""
+        embedding = self.embed(x)
+        return self.classify(embedding), embedding
+
+
+class CNN(Network):
     """The reference 4-block CNN (conv-BN-ReLU-pool-dropout), globally average-pooled."""
 
     def __init__(self, cfg: ModelConfig, n_classes: int, n_bins: int):
@@ -82,25 +107,43 @@ class CNN(nn.Module):
         self.features = nn.Sequential(*layers)
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, n_classes))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head[:-1](self.features(x))
+
+    def classify(self, embedding: torch.Tensor) -> torch.Tensor:
+        return self.head[-1](embedding)
 
 
 class PooledHead(nn.Module):
-    """Collapse frequency, pool time, classify: the head shared by the time-aware networks."""
+    """Collapse frequency, pool time (`embed`), classify: the time-aware networks' shared head."""
 
     def __init__(self, dim: int, n_classes: int, pooling: str, dropout: float):
         super().__init__()
         self.pool = TemporalPooling(dim, pooling)
         self.classify = nn.Sequential(nn.Dropout(dropout), nn.Linear(self.pool.out_dim, n_classes))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() == 4:
-            x = x.mean(dim=2)
-        return self.classify(self.pool(x))
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """`(batch, dim, [bins,] time)` -> the pooled vector the classifier layer sees."""
+        return self.pool(x.mean(dim=2) if x.dim() == 4 else x)
 
 
-class SERNet(nn.Module):
+class PooledNet(Network):
+    """A network whose `trunk` output goes through a `PooledHead` (`self.head`)."""
+
+    head: PooledHead
+
+    @abstractmethod
+    def trunk(self, x: torch.Tensor) -> torch.Tensor:
+        """The input -> the `(batch, dim, [bins,] time)` features the head pools."""
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head.embed(self.trunk(x))
+
+    def classify(self, embedding: torch.Tensor) -> torch.Tensor:
+        return self.head.classify(embedding)
+
+
+class SERNet(PooledNet):
     """knd's default: a small residual CNN with attentive statistics pooling over time.
 
     The first block downsamples at once (full-resolution convolutions dominate CPU time), and
@@ -117,11 +160,11 @@ class SERNet(nn.Module):
         self.head = PooledHead(cin, n_classes, cfg.pooling, cfg.dropout)
         _init_weights(self)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
+    def trunk(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
 
 
-class VGG(nn.Module):
+class VGG(PooledNet):
     """VGGish-style stack (conv, conv, then conv pairs) with BatchNorm, to train from scratch."""
 
     def __init__(self, cfg: ModelConfig, n_classes: int, n_bins: int):
@@ -136,11 +179,11 @@ class VGG(nn.Module):
         self.head = PooledHead(cin, n_classes, cfg.pooling, cfg.dropout)
         _init_weights(self)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
+    def trunk(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
 
 
-class ResNet18(nn.Module):
+class ResNet18(PooledNet):
     """torchvision ResNet18 with a 1-channel stem and time-preserving pooling instead of avgpool."""
 
     def __init__(self, cfg: ModelConfig, n_classes: int, n_bins: int):
@@ -163,8 +206,8 @@ class ResNet18(nn.Module):
         self.features = nn.Sequential(*list(net.children())[:-2])
         self.head = PooledHead(512, n_classes, cfg.pooling, cfg.dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
+    def trunk(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
 
 
 def sinusoidal_encoding(length: int, dim: int) -> torch.Tensor:
@@ -176,7 +219,7 @@ def sinusoidal_encoding(length: int, dim: int) -> torch.Tensor:
     return pe
 
 
-class ACNT(nn.Module):
+class ACNT(PooledNet):
     """Residual CNN front end -> projection -> sinusoidal positions -> Transformer -> pooling."""
 
     def __init__(self, cfg: ModelConfig, n_classes: int, n_bins: int, max_frames: int = 2048):
@@ -202,12 +245,12 @@ class ACNT(nn.Module):
         self.head = PooledHead(cfg.d_model, n_classes, cfg.pooling, cfg.dropout)
         _init_weights(self)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def trunk(self, x: torch.Tensor) -> torch.Tensor:
         x = self.features(x)  # (batch, channels, bins, frames)
         x = self.project(x.flatten(1, 2).transpose(1, 2))  # (batch, frames, d_model)
         if self.transformer is not None:
             x = self.transformer(x + self.positions[: x.shape[1]])
-        return self.head(x.transpose(1, 2))
+        return x.transpose(1, 2)
 
 
 class Ensemble(nn.Module):
@@ -215,15 +258,22 @@ class Ensemble(nn.Module):
 
     Each member gets its own loss (training sees `(members, batch, classes)` logits), so they stay
     diverse; prediction returns the log of their averaged probabilities, which a softmax turns
-    back into that average.
+    back into that average. Its embedding is the members' embeddings concatenated: independently
+    initialised members learn unrelated coordinates, so averaging them would mix meanings.
     """
 
-    def __init__(self, members: list[nn.Module]):
+    def __init__(self, members: list[Network]):
         super().__init__()
         self.members = nn.ModuleList(members)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits = torch.stack([member(x) for member in self.members])
+        return self._combine(torch.stack([member(x) for member in self.members]))
+
+    def forward_with_embedding(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits, embeddings = zip(*(m.forward_with_embedding(x) for m in self.members), strict=True)
+        return self._combine(torch.stack(logits)), torch.cat(embeddings, dim=1)
+
+    def _combine(self, logits: torch.Tensor) -> torch.Tensor:
         if self.training:
             return logits
         return torch.logsumexp(torch.log_softmax(logits, dim=-1), dim=0) - math.log(len(logits))

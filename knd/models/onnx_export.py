@@ -3,10 +3,11 @@
 The graph is the whole `Classifier` (log-mel/MFCC front end, normalisation, network) followed
 by a softmax. Its input `waveform` is `(batch, samples)` float32 at the training sample rate and
 length (`features.duration`; windowing longer clips stays in `knd.serving.predict`), with a dynamic
-batch axis; its output `probabilities` is `(batch, classes)`. Labels and the feature and model
-configs are stored as JSON metadata, so the .onnx file alone is enough to predict; so is the
-checkpoint's sha256, so that `load_predictor` runs an export beside its checkpoint instead of it
-only while it was made from that very file.
+batch axis; its outputs are `probabilities`, `(batch, classes)`, and `embedding`, `(batch, dim)`:
+the pooled vector the last layer classifies (`Classifier.forward_with_embedding`). Labels and the
+feature and model configs are stored as JSON metadata, so the .onnx file alone is enough to
+predict; so is the checkpoint's sha256, so that `load_predictor` runs an export beside its
+checkpoint instead of it only while it was made from that very file.
 
 `torch.stft` returns complex tensors, which the TorchScript exporter cannot write, so the
 exported front end computes the same STFT as a strided conv1d with a fixed windowed-DFT basis.
@@ -30,6 +31,7 @@ from knd.errors import KndError
 from knd.models.classifier import Classifier
 from knd.models.features import FrontEnd
 from knd.serving.onnx_backend import (
+    EMBEDDING,
     INPUT,
     META_CHECKPOINT,
     META_FEATURES,
@@ -41,6 +43,7 @@ from knd.serving.onnx_backend import (
 
 OPSET = 17
 TOLERANCE = 1e-4  # max |probability difference| between the export and the checkpoint
+EMBEDDING_TOLERANCE = 1e-4  # max |embedding difference| / max |embedding|, the same check
 
 
 class DftFrontEnd(FrontEnd):
@@ -67,11 +70,18 @@ class DftFrontEnd(FrontEnd):
         return real.square() + imag.square()  # (batch, freqs, frames)
 
 
-def exportable(model: Classifier) -> nn.Module:
-    """A copy of `model` with the DFT front end and a softmax: what the ONNX graph computes."""
-    clone = copy.deepcopy(model)
-    clone.front_end = DftFrontEnd(model.feature_cfg)
-    return nn.Sequential(clone, nn.Softmax(dim=-1)).eval()
+class Exportable(nn.Module):
+    """A copy of a `Classifier` with the DFT front end: waveform -> (probabilities, embedding)."""
+
+    def __init__(self, model: Classifier):
+        super().__init__()
+        self.model = copy.deepcopy(model)
+        self.model.front_end = DftFrontEnd(model.feature_cfg)
+        self.eval()
+
+    def forward(self, wave: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits, embedding = self.model.forward_with_embedding(wave)
+        return torch.softmax(logits, dim=-1), embedding
 
 
 def export_onnx(model_path: str | Path, out_path: str | Path) -> float:
@@ -89,14 +99,14 @@ def export_onnx(model_path: str | Path, out_path: str | Path) -> float:
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         warnings.filterwarnings("ignore", "Constant folding", UserWarning)
         torch.onnx.export(
-            exportable(model),
+            Exportable(model),
             (example,),
             tmp,
             dynamo=False,
             opset_version=OPSET,
             input_names=[INPUT],
-            output_names=[OUTPUT],
-            dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}},
+            output_names=[OUTPUT, EMBEDDING],
+            dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}, EMBEDDING: {0: "batch"}},
         )
     proto = onnx.load(tmp)
     for key, value in (
@@ -107,22 +117,26 @@ def export_onnx(model_path: str | Path, out_path: str | Path) -> float:
     ):
         proto.metadata_props.add(key=key, value=json.dumps(value))
     proto.doc_string = (
-        f"knd {model.model_cfg.name} ({Path(model_path).name}): waveform -> probabilities"
+        f"knd {model.model_cfg.name} ({Path(model_path).name}): "
+        "waveform -> probabilities, embedding"
     )
     onnx.checker.check_model(proto)
     onnx.save(proto, tmp)
-    difference = _check(model, tmp)
-    if difference > TOLERANCE:
+    difference, embedding_difference = _check(model, tmp)
+    if difference > TOLERANCE or embedding_difference > EMBEDDING_TOLERANCE:
         tmp.unlink()
         raise KndError(
-            f"{out_path}: export differs from {model_path} by {difference:.2e} (> {TOLERANCE})"
+            f"{out_path}: export differs from {model_path} by {difference:.2e} in probability "
+            f"(limit {TOLERANCE}), {embedding_difference:.2e} in embedding relative to its largest "
+            f"value (limit {EMBEDDING_TOLERANCE})"
         )
     tmp.replace(out_path)
     return difference
 
 
-def _check(model: Classifier, onnx_path: Path) -> float:
-    """Max |probability difference| on a noisy sweep and white noise, speech's broad spectra.
+def _check(model: Classifier, onnx_path: Path) -> tuple[float, float]:
+    """Max |probability difference|, and max |embedding difference| relative to the largest
+    embedding value, on a noisy sweep and white noise, speech's broad spectra.
 
     (A pure tone would exaggerate float32 rounding: most mel bands hold almost no energy.)
     """
@@ -133,7 +147,12 @@ def _check(model: Classifier, onnx_path: Path) -> float:
     sweep = 0.3 * np.sin(2 * np.pi * (100 + 1000 * t) * t) + 0.01 * rng.standard_normal(len(t))
     waves = np.stack([sweep, 0.1 * rng.standard_normal(len(t))]).astype(np.float32)
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    got = session.run([OUTPUT], {INPUT: waves})[0]
+    got, got_embedding = session.run([OUTPUT, EMBEDDING], {INPUT: waves})
     with torch.inference_mode():
-        want = torch.softmax(model(torch.from_numpy(waves)), dim=-1).numpy()
-    return float(np.abs(got - want).max())
+        logits, embedding = model.forward_with_embedding(torch.from_numpy(waves))
+    want, want_embedding = torch.softmax(logits, dim=-1).numpy(), embedding.numpy()
+    scale = max(float(np.abs(want_embedding).max()), 1e-12)
+    return (
+        float(np.abs(got - want).max()),
+        float(np.abs(got_embedding - want_embedding).max()) / scale,
+    )

@@ -9,21 +9,26 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from knd.config import FeatureConfig, from_dict
 from knd.errors import KndError
-from knd.serving.predict import Predictor
+from knd.serving.predictor import Predictor
 
 # Metadata keys written by `knd export` (knd/models/onnx_export.py); values are JSON.
 META_LABELS, META_FEATURES, META_MODEL = "knd.labels", "knd.feature_config", "knd.model_config"
 META_CHECKPOINT = "knd.checkpoint_sha256"  # of the .pt file it was exported from
-INPUT, OUTPUT = "waveform", "probabilities"
+INPUT, OUTPUT, EMBEDDING = "waveform", "probabilities", "embedding"
 
 
 class OnnxPredictor(Predictor):
-    """An `knd export` model: waveform windows in, probabilities out (softmax is in the graph)."""
+    """An `knd export` model: waveform windows in, probabilities out (softmax is in the graph).
+
+    Its second output is the pooled `embedding`; an export made before knd wrote that output
+    still predicts, and is refused with a reason when embeddings are asked for.
+    """
 
     backend = "onnx"
 
@@ -43,9 +48,19 @@ class OnnxPredictor(Predictor):
         except Exception as err:  # onnxruntime raises its own types for a bad file
             raise KndError(f"{path}: not a loadable ONNX model ({err})") from None
         super().__init__(labels, cfg.sample_rate, cfg.num_samples, batch_size)
+        self.path = Path(path)
+        self.has_embedding = EMBEDDING in {o.name for o in self.session.get_outputs()}
 
-    def _forward(self, windows: np.ndarray) -> np.ndarray:
-        return self.session.run([OUTPUT], {INPUT: windows})[0]
+    def _forward(self, windows: np.ndarray, embeddings: bool) -> tuple[np.ndarray, Any]:
+        if not embeddings:
+            return self.session.run([OUTPUT], {INPUT: windows})[0], None
+        if not self.has_embedding:
+            raise KndError(
+                f"{self.path}: this export has no {EMBEDDING!r} output (made by an older knd); "
+                "re-export it with `knd export` for embeddings"
+            )
+        probabilities, vectors = self.session.run([OUTPUT, EMBEDDING], {INPUT: windows})
+        return probabilities, vectors
 
 
 def file_sha256(path: str | Path) -> str:

@@ -14,6 +14,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from knd.audio import AUDIO_EXTENSIONS
 from knd.errors import KndError
 from knd.serving.predictor import Predictor
@@ -68,21 +70,39 @@ def result(path: str, probabilities: dict[str, float]) -> dict[str, Any]:
     return {"path": path, "label": label, "probabilities": probabilities}
 
 
-def predict_files(predictor: Predictor, files: Sequence[Path]) -> Iterator[dict[str, Any]]:
-    """One result (or `{"path", "error"}`) per file, in order; decodes `batch_size` at a time."""
+def read_files(
+    predictor: Predictor, files: Sequence[Path]
+) -> Iterator[tuple[dict[str, Any], np.ndarray | None]]:
+    """`({"path"}, wave)` per file, or `({"path", "error"}, None)` for one that cannot be read."""
+    for path in files:
+        try:
+            if path.is_dir():
+                raise KndError(f"{path}: no audio files ({' '.join(AUDIO_EXTENSIONS)})")
+            yield {"path": str(path)}, predictor.read(path)
+        except KndError as err:
+            yield {"path": str(path), "error": str(err).removeprefix(f"{path}: ")}, None
+
+
+def predict_files(
+    predictor: Predictor, files: Sequence[Path], embeddings: bool = False
+) -> Iterator[dict[str, Any]]:
+    """One result (or `{"path", "error"}`) per file, in order; decodes `batch_size` at a time.
+
+    `embeddings` adds each file's pooled embedding (the mean over its windows) as `embedding`.
+    """
     for k in range(0, len(files), predictor.batch_size):
-        waves, records = [], []
-        for path in files[k : k + predictor.batch_size]:
-            try:
-                if path.is_dir():
-                    raise KndError(f"{path}: no audio files ({' '.join(AUDIO_EXTENSIONS)})")
-                waves.append(predictor.read(path))
-                records.append({"path": str(path)})
-            except KndError as err:
-                records.append({"path": str(path), "error": str(err).removeprefix(f"{path}: ")})
-        probabilities = iter(predictor.predict(waves))
-        for record in records:
-            yield record if "error" in record else result(record["path"], next(probabilities))
+        read = list(read_files(predictor, files[k : k + predictor.batch_size]))
+        waves = [wave for _, wave in read if wave is not None]
+        probabilities, vectors = predictor.clip_outputs(waves, embeddings)
+        n = 0
+        for record, wave in read:
+            if wave is None:
+                yield record
+                continue
+            scores = dict(zip(predictor.labels, probabilities[n].tolist(), strict=True))
+            out = result(record["path"], scores)
+            yield out | {"embedding": vectors[n].tolist()} if embeddings else out
+            n += 1
 
 
 def format_results(records: list[dict[str, Any]], fmt: str, labels: list[str], top_k: int) -> str:
@@ -108,3 +128,39 @@ def format_results(records: list[dict[str, Any]], fmt: str, labels: list[str], t
             rows.append((r["path"], r["label"], "  ".join(f"{k} {p:.3f}" for k, p in top)))
     widths = [max(len(row[i]) for row in rows) for i in range(2)]
     return "\n".join(f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c}".rstrip() for a, b, c in rows)
+
+
+def format_timelines(records: list[dict[str, Any]], fmt: str, labels: list[str], top_k: int) -> str:
+    """Render timelines as JSON, CSV (a row per segment, then a `summary` row of shares per
+    file), or a table per file headed by its summary."""
+    if fmt == "json":
+        return json.dumps(records, indent=2)
+    if fmt == "csv":
+        out = io.StringIO()
+        columns = ["path", "start", "end", "label", *labels, "error"]
+        writer = csv.DictWriter(out, columns, lineterminator="\n")
+        writer.writeheader()
+        for r in records:
+            if "error" in r:
+                writer.writerow({"path": r["path"], "error": r["error"]})
+                continue
+            for s in r["segments"]:
+                row = {"path": r["path"], "start": f"{s['start']:.3f}", "end": f"{s['end']:.3f}"}
+                writer.writerow(row | {"label": s["label"]} | s["probabilities"])
+            writer.writerow({"path": r["path"], "label": "summary"} | r["summary"])
+        return out.getvalue().rstrip("\n")
+    lines = []
+    for r in records:
+        if "error" in r:
+            lines += [f"{r['path']}: error: {r['error']}", ""]
+            continue
+        speech = sum(s["end"] - s["start"] for s in r["segments"])
+        shares = sorted(((p, k) for k, p in r["summary"].items() if p > 0), reverse=True)
+        mix = "  ".join(f"{k} {p:.0%}" for p, k in shares) or "no speech"
+        lines.append(f"{r['path']}: {r['duration']:.1f} s, speech {speech:.1f} s: {mix}")
+        for s in r["segments"]:
+            top = sorted(s["probabilities"].items(), key=lambda kv: -kv[1])[:top_k]
+            probabilities = "  ".join(f"{k} {p:.3f}" for k, p in top)
+            lines.append(f"  {s['start']:8.2f} {s['end']:8.2f}  {s['label']:<10} {probabilities}")
+        lines.append("")
+    return "\n".join(lines).rstrip("\n")

@@ -6,7 +6,7 @@ torch is imported when a predictor is made, not with this module's callers.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -32,9 +32,12 @@ class TorchPredictor(Predictor):
         cfg = self.model.feature_cfg
         super().__init__(self.model.labels, cfg.sample_rate, cfg.num_samples, batch_size)
 
-    def _forward(self, windows: np.ndarray) -> np.ndarray:
+    def _forward(self, windows: np.ndarray, embeddings: bool) -> tuple[np.ndarray, Any]:
         import torch
 
         with torch.inference_mode():
             x = torch.from_numpy(windows).to(self.model.mean.device)
-            return torch.softmax(self.model(x).float(), dim=-1).cpu().numpy()
+            if not embeddings:
+                return torch.softmax(self.model(x).float(), dim=-1).cpu().numpy(), None
+            logits, vectors = self.model.forward_with_embedding(x)
+            return torch.softmax(logits.float(), -1).cpu().numpy(), vectors.float().cpu().numpy()
