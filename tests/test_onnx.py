@@ -32,11 +32,11 @@ MODELS = {
     "cnn": TINY_CNN,
     "sernet": ("model=sernet", "model.channels=[8,16,16,32]"),
     "ensemble": ("model=sernet", "model.channels=[8,16,16,32]", "model.members=2"),
-    "level-norm": (
+    "absolute-level": (
         "model=sernet",
         "model.channels=[8,16,16,32]",
-        "features.level_norm=true",
-        "features.log_floor=1e-8",
+        "features.level_norm=false",
+        "features.log_floor=1e-7",
     ),
 }
 
