@@ -56,11 +56,11 @@ def download(
         "data/raw"
     ),
 ) -> None:
-    """Fetch the RAVDESS archive (data.url), verify data.md5 and extract it."""
-    from knd.data.download import download_and_extract
+    """Fill data/raw from data.source: RAVDESS (data.url, checked against data.md5), a local
+    archive or folder (data.path), or manifests (data.manifest)."""
+    from knd.data.download import fetch_data
 
-    cfg = _config(params)
-    download_and_extract(cfg.data.url, cfg.data.md5 or None, raw_dir)
+    fetch_data(_config(params).data, raw_dir)
 
 
 @app.command("make-dataset")
@@ -69,6 +69,33 @@ def make_dataset(params: Params = DEFAULT_PARAMS) -> None:
     from knd.data.make_dataset import make_dataset as run
 
     run(_config(params))
+
+
+Corpus = Literal["ravdess", "crema-d", "tess", "savee", "emodb"]
+
+
+@app.command()
+def manifest(
+    folder: Annotated[Path, typer.Argument(help="A corpus's audio folder (searched recursively).")],
+    corpus: Annotated[Corpus, typer.Option(help="The corpus, whose file-name scheme is read.")],
+    out: Annotated[Path, typer.Option(help="Manifest to write; its paths are relative to it.")] = (
+        Path("manifest.csv")
+    ),
+) -> None:
+    """Write a manifest (path,label,speaker,corpus,gender) from a folder of a known corpus.
+
+    Labels become knd's emotion names (neutral calm happy sad angry fearful disgust surprised);
+    one with no counterpart, such as EmoDB's boredom, keeps its own. Files whose names do not
+    follow the scheme are reported and left out.
+    """
+    from collections import Counter
+
+    from knd.data.corpora import write_corpus_manifest
+
+    rows = write_corpus_manifest(folder, corpus, out)
+    speakers = len({r["speaker"] for r in rows})
+    labels = ", ".join(f"{k} {v}" for k, v in sorted(Counter(r["label"] for r in rows).items()))
+    typer.echo(f"{out}: {len(rows)} clips of {speakers} speakers ({labels})")
 
 
 @app.command()

@@ -53,9 +53,11 @@ def test_all_stages_write_outputs_that_agree(project):
     assert checkpoint["labels"][0] == "neutral" and checkpoint["model_config"]["name"] == "sernet"
     # the release: every actor, the held-out model's numbers, and its ONNX export beside it
     released = torch.load(project / "models/model.pt", weights_only=True)
-    assert released["trained_on_actors"] == sorted(set(meta["actor"]))
+    assert released["trained_on_actors"] == sorted(set(meta["speaker"]))
     assert released["heldout"]["trained_on_actors"] == checkpoint["trained_on_actors"]
-    assert set(checkpoint["trained_on_actors"]) == set(meta.loc[meta["split"] == "train", "actor"])
+    assert set(checkpoint["trained_on_actors"]) == set(
+        meta.loc[meta["split"] == "train", "speaker"]
+    )
 
     # metrics.json is what predictions.csv says, on actors that training never heard
     metrics = json.loads((project / "reports/metrics.json").read_text())
@@ -71,8 +73,8 @@ def test_all_stages_write_outputs_that_agree(project):
     assert cm.sum() == len(predictions) and np.trace(cm) == hits.sum()
     tested = {int(Path(path).stem.split("-")[6]) for path in predictions["path"]}
     assert len(tested) == metrics["test_actors"] == 2
-    assert tested == set(meta.loc[meta["split"] == "test", "actor"])
-    assert not tested & set(meta.loc[meta["split"] != "test", "actor"])
+    assert tested == set(meta.loc[meta["split"] == "test", "speaker"])
+    assert not tested & set(meta.loc[meta["split"] != "test", "speaker"])
 
     figures = {p.name: p.read_bytes() for p in (project / "reports/figures").iterdir()}
     assert sorted(figures) == [

@@ -21,11 +21,11 @@ import torch
 
 from knd.config import Config
 from knd.data.processed import Processed, load_processed
+from knd.metrics import classification_metrics, scalars
 from knd.models.classifier import Classifier
 from knd.paths import HELD_OUT_MODEL
 from knd.serving.torch_backend import TorchPredictor
 from knd.training.calibration import expected_calibration_error, reliability
-from knd.training.metrics import classification_metrics, scalars
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def evaluate(
         "temperature": round(temperature, 4),
         "split": data.split_strategy,
         "test_clips": len(index),
-        "test_actors": len(set(test_meta["actor"])),
+        "test_actors": len(set(test_meta["speaker"])),
     }
     if data.split_strategy == "random":
         summary["warning"] = LEAKY_NOTE

@@ -53,7 +53,9 @@ def compose_dict(*overrides: str) -> dict:
 
 @functools.cache
 def _composed(overrides: tuple[str, ...]) -> dict:
-    return compose(ROOT / "conf", *overrides)  # Hydra takes ~0.5 s, and tests compose often
+    # Hydra takes ~0.5 s, and tests compose often. `~site`: never this machine's data choice
+    # (conf/site/local.yaml, written by `make pipeline DATA=...`).
+    return compose(ROOT / "conf", "~site", *overrides)
 
 
 def compose_config(*overrides: str) -> Config:
