@@ -197,6 +197,32 @@ def predict(
 
 
 @app.command()
+def score(
+    data: Annotated[
+        Path, typer.Argument(help="A manifest (CSV), or a folder of a known corpus (--corpus).")
+    ],
+    model: AnyModel = DEFAULT_MODEL,
+    corpus: Annotated[
+        Corpus | None, typer.Option(help="The folder's corpus, whose file names give labels.")
+    ] = None,
+    fmt: Annotated[
+        Literal["table", "json"], typer.Option("--format", help="Output format.")
+    ] = "table",
+    batch_size: Annotated[int, typer.Option(min=1, help="Windows per forward pass.")] = 32,
+) -> None:
+    """Score a model on a labelled set it did not train on: n, UAR, WA, macro F1, per-class
+    recall and the confusion matrix.
+
+    The model's labels are matched to the data's: calm counts as neutral where one side has no
+    calm; data labels the model cannot output (e.g. boredom) are reported, not scored.
+    """
+    from knd.serving.score import format_score
+    from knd.serving.score import score as run
+
+    typer.echo(format_score(run(data, model, corpus, batch_size), fmt))
+
+
+@app.command()
 def robustness(
     model: AnyModel = HELD_OUT_MODEL,
     batch_size: Annotated[int, typer.Option(min=1, help="Windows per forward pass.")] = 32,
