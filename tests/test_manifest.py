@@ -16,6 +16,8 @@ from knd.data.make_dataset import make_dataset
 from knd.data.manifest import MANIFEST_FILE, read_manifest, read_manifests
 from knd.data.processed import load_processed
 from knd.errors import KndError
+from knd.models.classifier import Classifier
+from knd.training.evaluate import evaluate
 
 
 def _write(path: Path, rows: list[dict], columns: list[str] | None = None) -> Path:
@@ -121,6 +123,15 @@ def test_two_corpora_become_one_dataset_split_by_speaker(tmp_path):
     assert data.split_strategy == "actor"
     clip = meta.iloc[0]
     assert Path(clip["path"]).is_absolute() and Path(clip["path"]).is_file()
+
+    # evaluate reports each corpus's test clips apart (an untrained model on the found labels)
+    model = tmp_path / "model.pt"
+    Classifier(cfg.model, cfg.features, data.labels, data.mean, data.std).save(model, history=[])
+    metrics = evaluate(out, model, tmp_path / "reports")
+    test = meta[meta["split"] == "test"]
+    assert metrics["per_corpus"].keys() == set(test["corpus"]) == {"emo", "tess"}
+    clips = {k: v["test_clips"] for k, v in metrics["per_corpus"].items()}
+    assert clips == test.groupby("corpus").size().to_dict()
 
 
 def test_a_split_column_is_followed(tmp_path, caplog):

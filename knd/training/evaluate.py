@@ -48,6 +48,19 @@ def evaluate_split(model: Classifier, data: Processed, split: str) -> dict:
     return classification_metrics(torch.from_numpy(probabilities), data.target[index], data.labels)
 
 
+def per_corpus(
+    probabilities: np.ndarray, target: torch.Tensor, corpus: pd.Series, labels: list[str]
+) -> dict[str, dict]:
+    """Test clips, UAR, accuracy and macro F1 of each corpus (datasets of several corpora)."""
+    out = {}
+    for name in sorted(corpus.unique()):
+        mask = (corpus == name).to_numpy()
+        metrics = classification_metrics(probabilities[mask], target.numpy()[mask], labels)
+        keep = ("uar", "accuracy", "f1_macro")
+        out[name] = {"test_clips": int(mask.sum()), **{k: round(metrics[k], 4) for k in keep}}
+    return out
+
+
 def evaluate(
     data_dir: Path = Path("data/processed"),
     model_path: Path = HELD_OUT_MODEL,
@@ -79,6 +92,8 @@ def evaluate(
     }
     if data.split_strategy == "random":
         summary["warning"] = LEAKY_NOTE
+    if test_meta["corpus"].nunique() > 1:
+        summary["per_corpus"] = per_corpus(probabilities, target, test_meta["corpus"], data.labels)
     reports.mkdir(parents=True, exist_ok=True)
     (reports / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
     details = {
