@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from helpers.project import experiments, git_env, make_project
+from helpers.project import experiments, git_env, make_project, md5sum, run
 
 from knd.serving.predict import load_predictor
 
@@ -124,3 +124,22 @@ def test_exp_run_set_params_recomposes_conf(project):
     assert shown["metrics"]["reports/metrics.json"]["data"] == json.loads(
         (project / "reports/metrics.json").read_text()
     )
+
+
+@pytest.mark.slow
+def test_data_given_once_is_kept_by_later_experiments(subset_zip, tmp_path):
+    """`make pipeline DATA=...` writes conf/site/local.yaml, which every `dvc exp run` composes:
+    a later plain `dvc exp run -S train.epochs=1` reruns training on the same data, and neither
+    downloads (Zenodo, unreachable here) nor remakes the dataset."""
+    project = make_project(tmp_path, None)
+    assert "zenodo.org" in yaml.safe_load((project / "params.yaml").read_text())["data"]["url"]
+    make = ["make", "-o", ".venv/.installed", "pipeline"]  # the test's venv, not a new one
+    out = run(project, *make, f"DATA={subset_zip}", f"DATA_MD5={md5sum(subset_zip)}", env=git_env())
+    assert ran(out) == list(STAGES)
+    params = yaml.safe_load((project / "params.yaml").read_text())["data"]
+    assert params["source"] == "local" and params["path"] == str(subset_zip)
+
+    out = dvc(project, "exp", "run", "-S", "train.epochs=1")
+    assert ran(out) == ["train", "evaluate", "robustness", "plot", "release", "export"]
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    assert params["data"]["path"] == str(subset_zip) and params["train"]["epochs"] == 1
