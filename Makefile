@@ -12,6 +12,8 @@ PYTEST_ARGS ?=
 IMAGE ?= knd
 BASE_IMAGE ?=
 MODEL ?= models/model.pt
+# This machine's data choice, written by `make pipeline DATA=...` (see conf/site/README.md)
+SITE := conf/site/local.yaml
 
 .DEFAULT_GOAL := help
 .PHONY: help install pipeline pipeline-mirror test lint format docs serve report bench \
@@ -28,15 +30,17 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create .venv and install knd with its dev tools (only when pyproject.toml changed)
 
-pipeline: $(STAMP) ## Run the DVC pipeline (Zenodo; DATA_URL=... DATA_MD5=... for another copy)
-ifdef DATA_URL
-	dvc exp run -S 'data.url=$(DATA_URL)' -S 'data.md5=$(DATA_MD5)'
-else
-	dvc repro
+pipeline: $(STAMP) ## Run the DVC pipeline (Zenodo; DATA=archive-or-folder [DATA_MD5=...]: a local copy, kept)
+ifdef DATA
+	printf '%s\n' '# @package _global_' \
+		'# Written by `make pipeline DATA=...`: the data of this machine, in every later run.' \
+		'defaults:' '  - override /data: local' \
+		'data:' '  path: $(abspath $(DATA))' '  md5: "$(DATA_MD5)"' > $(SITE)
 endif
+	if [ -f $(SITE) ]; then dvc exp run; else dvc repro; fi
 
 pipeline-mirror: ## Run the DVC pipeline on the offline mirror in ../shared
-	$(MAKE) pipeline DATA_URL=$(MIRROR) DATA_MD5=$(MIRROR_MD5)
+	$(MAKE) pipeline DATA=$(MIRROR) DATA_MD5=$(MIRROR_MD5)
 
 test: $(STAMP) ## Run the test suite (pytest; PYTEST_ARGS='-m "not slow"' for the quick part)
 	$(BIN)/pytest $(PYTEST_ARGS) || test $$? -eq 5

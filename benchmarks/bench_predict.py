@@ -104,7 +104,7 @@ def untrained_checkpoint(path: Path) -> Path:
     import torch
 
     from knd.config import load_config
-    from knd.data.ravdess import label_names
+    from knd.data.labels import label_names
     from knd.models.classifier import Classifier
 
     print(f"no checkpoint given: timing an UNTRAINED default-config model ({path.name})")

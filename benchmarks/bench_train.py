@@ -37,7 +37,7 @@ def synthetic(cfg: Config, clips: int) -> Processed:
     audio = (torch.randn(clips * size, generator=gen) * 3000).to(torch.int16)
     features = extract(FrontEnd(cfg.features), audio.reshape(clips, size).float() / INT16_SCALE)
     mean, std = band_stats(features)
-    meta = pd.DataFrame({"split": ["train"] * (clips - 8) + ["val"] * 8, "actor": 0})
+    meta = pd.DataFrame({"split": ["train"] * (clips - 8) + ["val"] * 8, "speaker": 0})
     return Processed(
         audio=audio,
         offsets=torch.arange(clips + 1) * size,

@@ -59,15 +59,16 @@ def show(value: Any) -> str:
 
 
 def composed_defaults(conf: Path = CONF) -> dict:
-    """conf/ composed as DVC composes it for `dvc repro` (no overrides)."""
+    """conf/ composed as DVC composes it for `dvc repro` (no overrides, no machine's site file)."""
     from knd.config import compose
 
-    return compose(conf)
+    return compose(conf, "~site")
 
 
 def defaults_list(conf: Path = CONF) -> dict[str, str]:
     config = yaml.safe_load((conf / "config.yaml").read_text())
-    return {k: v for d in config["defaults"] if isinstance(d, dict) for k, v in d.items()}
+    groups = (d for d in config["defaults"] if isinstance(d, dict))
+    return {k: v for d in groups for k, v in d.items() if not k.startswith("optional ")}
 
 
 def comments(path: Path, package: str = "") -> dict[str, str]:

@@ -56,11 +56,11 @@ def download(
         "data/raw"
     ),
 ) -> None:
-    """Fetch the RAVDESS archive (data.url), verify data.md5 and extract it."""
-    from knd.data.download import download_and_extract
+    """Fill data/raw from data.source: RAVDESS (data.url, checked against data.md5), a local
+    archive or folder (data.path), or manifests (data.manifest)."""
+    from knd.data.download import fetch_data
 
-    cfg = _config(params)
-    download_and_extract(cfg.data.url, cfg.data.md5 or None, raw_dir)
+    fetch_data(_config(params).data, raw_dir)
 
 
 @app.command("make-dataset")
@@ -69,6 +69,33 @@ def make_dataset(params: Params = DEFAULT_PARAMS) -> None:
     from knd.data.make_dataset import make_dataset as run
 
     run(_config(params))
+
+
+Corpus = Literal["ravdess", "crema-d", "tess", "savee", "emodb"]
+
+
+@app.command()
+def manifest(
+    folder: Annotated[Path, typer.Argument(help="A corpus's audio folder (searched recursively).")],
+    corpus: Annotated[Corpus, typer.Option(help="The corpus, whose file-name scheme is read.")],
+    out: Annotated[Path, typer.Option(help="Manifest to write; its paths are relative to it.")] = (
+        Path("manifest.csv")
+    ),
+) -> None:
+    """Write a manifest (path,label,speaker,corpus,gender) from a folder of a known corpus.
+
+    Labels become knd's emotion names (neutral calm happy sad angry fearful disgust surprised);
+    one with no counterpart, such as EmoDB's boredom, keeps its own. Files whose names do not
+    follow the scheme are reported and left out.
+    """
+    from collections import Counter
+
+    from knd.data.corpora import write_corpus_manifest
+
+    rows = write_corpus_manifest(folder, corpus, out)
+    speakers = len({r["speaker"] for r in rows})
+    labels = ", ".join(f"{k} {v}" for k, v in sorted(Counter(r["label"] for r in rows).items()))
+    typer.echo(f"{out}: {len(rows)} clips of {speakers} speakers ({labels})")
 
 
 @app.command()
@@ -193,6 +220,32 @@ def predict(
     typer.echo(render(records, fmt, predictor.labels, top_k))
     if failed := sum("error" in r for r in records):
         raise KndError(f"{failed} of {len(records)} inputs could not be read")
+
+
+@app.command()
+def score(
+    data: Annotated[
+        Path, typer.Argument(help="A manifest (CSV), or a folder of a known corpus (--corpus).")
+    ],
+    model: AnyModel = DEFAULT_MODEL,
+    corpus: Annotated[
+        Corpus | None, typer.Option(help="The folder's corpus, whose file names give labels.")
+    ] = None,
+    fmt: Annotated[
+        Literal["table", "json"], typer.Option("--format", help="Output format.")
+    ] = "table",
+    batch_size: Annotated[int, typer.Option(min=1, help="Windows per forward pass.")] = 32,
+) -> None:
+    """Score a model on a labelled set it did not train on: n, UAR, WA, macro F1, per-class
+    recall and the confusion matrix.
+
+    The model's labels are matched to the data's: calm counts as neutral where one side has no
+    calm; data labels the model cannot output (e.g. boredom) are reported, not scored.
+    """
+    from knd.serving.score import format_score
+    from knd.serving.score import score as run
+
+    typer.echo(format_score(run(data, model, corpus, batch_size), fmt))
 
 
 @app.command()

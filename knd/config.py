@@ -32,13 +32,31 @@ class ConfigError(KndError):
 
 @dataclass
 class DataConfig:
+    """Where the labelled audio comes from (`data=ravdess`, `local`, `manifest`) and its classes."""
+
+    source: Literal["ravdess", "local", "manifest"]
     url: str
     md5: str
-    labels: Literal["emotion8", "emotion7", "emotion_gender14"]
+    path: str | None
+    manifest: str | list[str]
+    corpus: Literal["ravdess", "crema-d", "tess", "savee", "emodb"]
+    labels: Literal["emotion8", "emotion7", "emotion_gender14", "found"]
     max_skipped_fraction: float
 
     def __post_init__(self):
         _check(0.0 <= self.max_skipped_fraction <= 1.0, "data.max_skipped_fraction", "in [0, 1]")
+        if self.source == "local":
+            _check(bool(self.path), "data.path", "a zip archive or a folder with data=local")
+        if self.source == "manifest":
+            _check(
+                bool(self.manifests),
+                "data.manifest",
+                "one manifest path or more with data=manifest",
+            )
+
+    @property
+    def manifests(self) -> list[str]:
+        return [self.manifest] if isinstance(self.manifest, str) else self.manifest
 
 
 @dataclass
@@ -255,8 +273,13 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in typing.get_args(tp):
             return None
-        (inner,) = [a for a in typing.get_args(tp) if a is not type(None)]
-        return _coerce(inner, value, key)
+        *first, last = [a for a in typing.get_args(tp) if a is not type(None)]
+        for option in first:  # the first alternative the value fits
+            try:
+                return _coerce(option, value, key)
+            except ConfigError:
+                pass
+        return _coerce(last, value, key)
     if origin is list:
         if not isinstance(value, list | tuple):
             raise ConfigError(f"{key}: expected a list, got {value!r}")

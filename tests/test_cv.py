@@ -11,7 +11,7 @@ import torch
 from helpers.project import TINY, compose_config
 
 from knd.data.processed import Processed
-from knd.data.splits import kfold_test_actors
+from knd.data.splits import kfold_test_speakers
 from knd.training.calibration import WindowPredictions
 from knd.training.cv import (
     cross_validate,
@@ -22,6 +22,7 @@ from knd.training.cv import (
 )
 
 ACTORS = list(range(1, 25))
+GENDER = {a: "male" if a % 2 else "female" for a in ACTORS}
 CLIPS, BINS, FRAMES = 4, 3, 5
 
 
@@ -29,9 +30,13 @@ CLIPS, BINS, FRAMES = 4, 3, 5
 def data() -> Processed:
     """Every value of actor a's features in bin b is a * (b + 1): statistics say whose they are."""
     meta = pd.DataFrame(
-        [{"actor": a, "label": f"e{c}", "split": "train"} for a in ACTORS for c in range(CLIPS)]
+        [
+            {"speaker": a, "gender": GENDER[a], "label": f"e{c}", "split": "train"}
+            for a in ACTORS
+            for c in range(CLIPS)
+        ]
     )
-    actor = torch.tensor(meta["actor"].to_numpy(), dtype=torch.float32)
+    actor = torch.tensor(meta["speaker"].to_numpy(), dtype=torch.float32)
     features = actor[:, None, None] * torch.arange(1.0, BINS + 1)[None, :, None]
     return Processed(
         audio=torch.zeros(len(meta) * 10, dtype=torch.int16),
@@ -49,12 +54,12 @@ def data() -> Processed:
 
 def test_each_fold_normalises_with_its_training_actors_only(data):
     cfg = compose_config("split=kfold")
-    folds = kfold_test_actors(ACTORS, cfg.split.k, cfg.split.seed)
+    folds = kfold_test_speakers(GENDER, cfg.split.k, cfg.split.seed)
     tested = []
     for fold in range(cfg.split.k):
         fdata = fold_data(data, cfg, fold)
         actors = {
-            split: set(fdata.meta.loc[fdata.meta["split"] == split, "actor"])
+            split: set(fdata.meta.loc[fdata.meta["split"] == split, "speaker"])
             for split in ("train", "val", "test")
         }
         assert actors["test"] == set(folds[fold]) and len(actors["val"]) == cfg.split.val_actors

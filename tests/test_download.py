@@ -12,9 +12,10 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from helpers.project import compose_config
 
 from knd.data import download
-from knd.data.download import download_and_extract
+from knd.data.download import download_and_extract, fetch_data
 from knd.errors import KndError
 
 FILES = {
@@ -287,3 +288,19 @@ def test_disk_full_while_downloading(server, dirs, monkeypatch):
     with pytest.raises(KndError, match=r"disk full while writing .*ravdess\.zip\.part \(about"):
         fetch(server.url, dirs)
     assert len(server.ranges) == 1
+
+
+@pytest.mark.parametrize("kind", ["archive", "folder"])
+def test_data_local_takes_an_archive_or_a_folder(tmp_path, dirs, kind):
+    archive = tmp_path / "copy.zip"
+    archive.write_bytes(ARCHIVE)
+    folder = tmp_path / "copy"
+    for name, data in FILES.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
+    source = archive if kind == "archive" else folder
+    data = compose_config("data=local", f"data.path={source}", f"data.md5={MD5}").data
+    (dirs[0] / "stale").mkdir(parents=True)
+    assert fetch_data(data, dirs[0], dirs[1]) == dirs[0]
+    assert_extracted(dirs[0])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["copy", "copy.zip", "raw"]  # no .tmp

@@ -93,9 +93,8 @@ def test_bad_files_are_reported_and_skipped(tmp_path, caplog):
     assert {len(data.clip(i)) for i in range(128)} == {round(1.5 * SR)}  # whole, at 16 kHz
     assert data.features.shape == (128, 64, cfg.features.num_frames)
     assert set(data.meta["split"]) == {"train", "val", "test"}
-    assert {"path", "emotion", "intensity", "statement", "repetition", "actor", "gender"} <= set(
-        data.meta.columns
-    )
+    assert {"path", "emotion", "label", "speaker", "gender", "corpus"} <= set(data.meta.columns)
+    assert set(data.meta["speaker"]) == set(range(1, 9)) and set(data.meta["corpus"]) == {"ravdess"}
 
 
 def test_too_many_bad_files_fails_and_writes_nothing(tmp_path):

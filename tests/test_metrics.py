@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from knd.training.metrics import classification_metrics
+from knd.metrics import classification_metrics
 
 
 def test_uar_is_the_mean_of_per_class_recall():

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from helpers.project import experiments, git_env, make_project
+from helpers.project import experiments, git_env, make_project, md5sum, run
 
 from knd.serving.predict import load_predictor
 
@@ -53,9 +53,11 @@ def test_all_stages_write_outputs_that_agree(project):
     assert checkpoint["labels"][0] == "neutral" and checkpoint["model_config"]["name"] == "sernet"
     # the release: every actor, the held-out model's numbers, and its ONNX export beside it
     released = torch.load(project / "models/model.pt", weights_only=True)
-    assert released["trained_on_actors"] == sorted(set(meta["actor"]))
+    assert released["trained_on_actors"] == sorted(set(meta["speaker"]))
     assert released["heldout"]["trained_on_actors"] == checkpoint["trained_on_actors"]
-    assert set(checkpoint["trained_on_actors"]) == set(meta.loc[meta["split"] == "train", "actor"])
+    assert set(checkpoint["trained_on_actors"]) == set(
+        meta.loc[meta["split"] == "train", "speaker"]
+    )
 
     # metrics.json is what predictions.csv says, on actors that training never heard
     metrics = json.loads((project / "reports/metrics.json").read_text())
@@ -71,8 +73,8 @@ def test_all_stages_write_outputs_that_agree(project):
     assert cm.sum() == len(predictions) and np.trace(cm) == hits.sum()
     tested = {int(Path(path).stem.split("-")[6]) for path in predictions["path"]}
     assert len(tested) == metrics["test_actors"] == 2
-    assert tested == set(meta.loc[meta["split"] == "test", "actor"])
-    assert not tested & set(meta.loc[meta["split"] != "test", "actor"])
+    assert tested == set(meta.loc[meta["split"] == "test", "speaker"])
+    assert not tested & set(meta.loc[meta["split"] != "test", "speaker"])
 
     figures = {p.name: p.read_bytes() for p in (project / "reports/figures").iterdir()}
     assert sorted(figures) == [
@@ -122,3 +124,22 @@ def test_exp_run_set_params_recomposes_conf(project):
     assert shown["metrics"]["reports/metrics.json"]["data"] == json.loads(
         (project / "reports/metrics.json").read_text()
     )
+
+
+@pytest.mark.slow
+def test_data_given_once_is_kept_by_later_experiments(subset_zip, tmp_path):
+    """`make pipeline DATA=...` writes conf/site/local.yaml, which every `dvc exp run` composes:
+    a later plain `dvc exp run -S train.epochs=1` reruns training on the same data, and neither
+    downloads (Zenodo, unreachable here) nor remakes the dataset."""
+    project = make_project(tmp_path, None)
+    assert "zenodo.org" in yaml.safe_load((project / "params.yaml").read_text())["data"]["url"]
+    make = ["make", "-o", ".venv/.installed", "pipeline"]  # the test's venv, not a new one
+    out = run(project, *make, f"DATA={subset_zip}", f"DATA_MD5={md5sum(subset_zip)}", env=git_env())
+    assert ran(out) == list(STAGES)
+    params = yaml.safe_load((project / "params.yaml").read_text())["data"]
+    assert params["source"] == "local" and params["path"] == str(subset_zip)
+
+    out = dvc(project, "exp", "run", "-S", "train.epochs=1")
+    assert ran(out) == ["train", "evaluate", "robustness", "plot", "release", "export"]
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    assert params["data"]["path"] == str(subset_zip) and params["train"]["epochs"] == 1

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from knd.data.ravdess import EMOTIONS, LABEL_SETS, ClipInfo, label_names, label_of, parse_filename
+from knd.data.ravdess import EMOTIONS, ClipInfo, parse_filename
 
 
 def test_parses_every_field():
@@ -74,40 +74,3 @@ def test_rejects_with_precise_reason(name, reason):
     with pytest.raises(ValueError) as err:
         parse_filename(f"some/dir/{name}")
     assert str(err.value) == f"{name!r}: {reason}"
-
-
-def test_emotion7_merges_calm_into_neutral():
-    assert label_names("emotion7") == [e for e in EMOTIONS if e != "calm"]
-    calm = parse_filename("03-01-02-02-01-01-01.wav")
-    assert label_of(calm, "emotion8") == "calm"
-    assert label_of(calm, "emotion7") == "neutral"
-
-
-def test_emotion_gender14():
-    names = label_names("emotion_gender14")
-    assert len(names) == len(set(names)) == 14
-    assert names == sorted(names)
-    assert {n.split("_")[0] for n in names} == {"female", "male"}
-    calm_male = parse_filename("03-01-02-01-01-01-07.wav")
-    assert label_of(calm_male, "emotion_gender14") == "male_neutral"
-    assert (
-        label_of(parse_filename("03-01-03-01-01-01-08.wav"), "emotion_gender14") == "female_happy"
-    )
-
-
-@pytest.mark.parametrize("label_set", LABEL_SETS)
-def test_label_of_is_always_a_label_name(label_set):
-    names = label_names(label_set)
-    seen = set()
-    for emotion in range(1, 9):
-        for actor in (1, 2):
-            info = parse_filename(f"03-01-{emotion:02d}-01-01-01-{actor:02d}.wav")
-            seen.add(label_of(info, label_set))
-    assert seen == set(names)
-
-
-def test_unknown_label_set_lists_valid_ones():
-    info = parse_filename("03-01-06-01-02-01-12.wav")
-    for call in (lambda: label_names("emotion6"), lambda: label_of(info, "emotion6")):
-        with pytest.raises(ValueError, match="emotion8, emotion7, emotion_gender14"):
-            call()

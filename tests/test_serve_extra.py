@@ -1,4 +1,4 @@
-"""`pip install '.[serve]'` alone (no torch) gives a `knd predict` and `knd serve` for ONNX models.
+"""`pip install '.[serve]'` alone (no torch): `knd predict`, `score` and `serve` for ONNX models.
 
 The real install, into a fresh venv, from pyproject.toml: the list of what serving needs is
 checked by installing it, not by reading it.
@@ -58,6 +58,13 @@ def test_serve_extra_runs_an_onnx_model_without_torch(tmp_path):
         capture_output=True, text=True, check=True, timeout=120,
     )  # fmt: skip
     assert json.loads(out.stdout)[0]["segments"]
+    manifest = tmp_path / "set.csv"  # `knd score` needs no torch either
+    manifest.write_text(f"path,label,speaker\n{clip.name},happy,someone\n")
+    out = subprocess.run(
+        [knd, "score", manifest, "--model", onnx_model, "--format", "json"],
+        capture_output=True, text=True, check=True, timeout=120,
+    )  # fmt: skip
+    assert json.loads(out.stdout)["n"] == 1
 
     port = _free_port()
     server = subprocess.Popen(

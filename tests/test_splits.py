@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from helpers.project import compose_config
 
-from knd.data.splits import assign_splits, kfold_test_actors
+from knd.data.splits import assign_splits, kfold_test_speakers
 from knd.errors import KndError
 
 ZENODO_ACTORS = list(range(1, 25))
@@ -16,13 +16,21 @@ MIRROR_ACTORS = [a for a in ZENODO_ACTORS if a not in (1, 11, 20, 21)]
 either_archive = pytest.mark.parametrize("actors", [ZENODO_ACTORS, MIRROR_ACTORS], ids=["24", "20"])
 
 
+def _gender(actor):
+    return "male" if actor % 2 else "female"
+
+
 def _meta(actors, clips=6):
-    rows = [{"actor": a, "label": f"e{c % 3}"} for a in actors for c in range(clips)]
+    rows = [
+        {"speaker": a, "gender": _gender(a), "label": f"e{c % 3}"}
+        for a in actors
+        for c in range(clips)
+    ]
     return pd.DataFrame(rows)
 
 
 def _check_disjoint(meta):
-    sets = {s: set(meta.loc[meta["split"] == s, "actor"]) for s in ("train", "val", "test")}
+    sets = {s: set(meta.loc[meta["split"] == s, "speaker"]) for s in ("train", "val", "test")}
     for a, b in itertools.combinations(sets, 2):
         assert not sets[a] & sets[b], f"actors in both {a} and {b}: {sets[a] & sets[b]}"
     return sets
@@ -54,7 +62,7 @@ def test_kfold_folds_are_disjoint_and_cover_every_actor(fold, actors):
     meta = _meta(actors)
     meta["split"] = assign_splits(meta, cfg)
     sets = _check_disjoint(meta)
-    folds = kfold_test_actors(actors, 5, cfg.seed)
+    folds = kfold_test_speakers({a: _gender(a) for a in actors}, 5, cfg.seed)
     assert sets["test"] == set(folds[fold])
     assert sorted(itertools.chain(*folds)) == actors
     assert {len(f) for f in folds} <= {len(actors) // 5, -(-len(actors) // 5)}  # as even as can be
@@ -64,8 +72,8 @@ def test_random_split_is_clip_level_and_shares_actors():
     cfg = compose_config("split=random").split
     meta = _meta(MIRROR_ACTORS)
     meta["split"] = assign_splits(meta, cfg)
-    assert set(meta.loc[meta["split"] == "test", "actor"]) & set(
-        meta.loc[meta["split"] == "train", "actor"]
+    assert set(meta.loc[meta["split"] == "test", "speaker"]) & set(
+        meta.loc[meta["split"] == "train", "speaker"]
     )
     assert abs((meta["split"] == "test").mean() - cfg.test_fraction) < 0.05
 
@@ -74,3 +82,14 @@ def test_too_few_actors_is_a_clear_error():
     meta = _meta(actors=[2, 3, 4, 5])
     with pytest.raises(KndError, match="lower split"):
         assign_splits(meta, compose_config().split)
+
+
+def test_speakers_of_unknown_gender_are_split_without_balancing():
+    speakers = [f"spk{i}" for i in range(8)]
+    rows = [{"speaker": s, "gender": "", "label": "e0"} for s in speakers for _ in range(3)]
+    meta = pd.DataFrame(rows)
+    meta["split"] = assign_splits(meta, compose_config().split)
+    sets = {s: set(meta.loc[meta["split"] == s, "speaker"]) for s in ("train", "val", "test")}
+    assert len(sets["test"]) == 4 and len(sets["val"]) == 2 and len(sets["train"]) == 2
+    assert set().union(*sets.values()) == set(speakers)
+    assert not sets["test"] & sets["train"]

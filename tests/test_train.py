@@ -15,10 +15,10 @@ from helpers.project import TINY, compose_config, git_env, write_params
 
 from knd.data.processed import load_processed
 from knd.errors import KndError
+from knd.metrics import scalars
 from knd.models.classifier import Classifier
 from knd.training.augment import Augmenter
 from knd.training.evaluate import evaluate, evaluate_split
-from knd.training.metrics import scalars
 from knd.training.release import release
 from knd.training.train import Trainer, fit, train
 
@@ -198,7 +198,7 @@ def test_release_trains_on_every_actor_and_carries_the_held_out_numbers(processe
         tmp_path / "release_last.pt",
     )
     released = torch.load(tmp_path / "release.pt", weights_only=True)
-    everyone = sorted(set(load_processed(processed).meta["actor"]))
+    everyone = sorted(set(load_processed(processed).meta["speaker"]))
     assert released["trained_on_actors"] == everyone
     assert set(heldout["trained_on_actors"]) < set(everyone)  # test and val actors held out
     assert released["heldout"]["trained_on_actors"] == heldout["trained_on_actors"]

@@ -1,8 +1,10 @@
-"""Data-download stage: fetch the dataset archive and unpack it into the raw data directory.
+"""Data-download stage: fill the raw data directory from the configured source (`data.source`).
 
+`ravdess` and `local` archives are fetched and unpacked, a `local` folder is copied, and
+`manifest` sources leave one combined manifest (`manifest.csv`) pointing at the listed files.
 Downloads resume after a dropped connection and are checksum-verified; only a complete,
-verified archive gets its final name and extraction swaps a fully unpacked directory into
-place, so a killed run never leaves behind anything a later run would trust.
+verified archive gets its final name, and a fully filled directory is swapped into place, so a
+killed run never leaves behind anything a later run would trust.
 """
 
 import errno
@@ -20,6 +22,8 @@ from urllib.request import url2pathname
 import requests
 from tqdm import tqdm
 
+from knd.config import DataConfig
+from knd.data.manifest import MANIFEST_FILE, read_manifests, write_manifest
 from knd.errors import KndError
 
 log = logging.getLogger(__name__)
@@ -37,6 +41,21 @@ LOCAL_COPY_HINT = "point data.url at a local copy of the archive (file:// URL or
 
 class _TransientError(Exception):
     """A failure worth retrying: a network hiccup or an overloaded server."""
+
+
+def fetch_data(data: DataConfig, raw_dir: Path, download_dir: Path = Path("data/download")) -> Path:
+    """Fill `raw_dir` from `data.source`; every failure raises `KndError`."""
+    raw_dir = Path(raw_dir)
+    if data.source == "manifest":
+        rows = read_manifests(data.manifests)
+        _swap_in(raw_dir, lambda tmp: write_manifest(rows, tmp / MANIFEST_FILE))
+        log.info("%s: %d clips listed by %s", raw_dir / MANIFEST_FILE, len(rows), data.manifests)
+        return raw_dir
+    if data.source == "local" and Path(data.path).is_dir():
+        _swap_in(raw_dir, lambda tmp: shutil.copytree(data.path, tmp))
+        return raw_dir
+    url = data.path if data.source == "local" else data.url
+    return download_and_extract(url, data.md5 or None, raw_dir, download_dir)
 
 
 def download_and_extract(
@@ -205,18 +224,27 @@ def _md5sum(path: Path) -> str:
 
 
 def _extract(archive: Path, raw_dir: Path) -> None:
-    """Unpack into a temporary sibling, then swap it in, so `raw_dir` is never half-filled."""
+    """Unpack `archive` into `raw_dir`, whole or not at all."""
     if not zipfile.is_zipfile(archive):
         raise KndError(f"{archive} is not a zip archive. Check that data.url points at the .zip")
-    tmp = raw_dir.with_name(raw_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)  # left by a killed run
     try:
         with zipfile.ZipFile(archive) as zf:
             members = [m for m in zf.infolist() if not m.filename.startswith(JUNK_PREFIX)]
             _refuse_escaping(archive, members, raw_dir)
-            _unpack(zf, members, tmp)
+            _swap_in(raw_dir, lambda tmp: _unpack(zf, members, tmp))
     except zipfile.BadZipFile as e:
         raise KndError(f"{archive} is damaged ({e}): delete or replace it and rerun") from e
+
+
+def _swap_in(raw_dir: Path, fill) -> None:
+    """`fill(tmp)` a temporary sibling, then swap it in, so `raw_dir` is never half-filled."""
+    tmp = raw_dir.with_name(raw_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)  # left by a killed run
+    try:
+        fill(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     old = raw_dir.with_name(raw_dir.name + ".old")
     shutil.rmtree(old, ignore_errors=True)
     if raw_dir.exists():
@@ -226,14 +254,13 @@ def _extract(archive: Path, raw_dir: Path) -> None:
 
 
 def _unpack(zf: zipfile.ZipFile, members: list[zipfile.ZipInfo], dest: Path) -> None:
-    """Extract `members` into `dest`, removing the partial `dest` if anything goes wrong."""
+    """Extract `members` into `dest` (`_swap_in` removes a partial `dest`)."""
     try:
         dest.mkdir(parents=True)
         for member in members:
             zf.extract(member, dest)
-    except BaseException as e:
-        shutil.rmtree(dest, ignore_errors=True)
-        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+    except OSError as e:
+        if e.errno == errno.ENOSPC:
             raise _disk_full(dest, sum(m.file_size for m in members)) from e
         raise
 

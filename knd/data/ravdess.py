@@ -27,10 +27,6 @@ VOCAL_CHANNELS = ("speech", "song")
 INTENSITIES = ("normal", "strong")
 N_ACTORS = 24
 
-LABEL_SETS = ("emotion8", "emotion7", "emotion_gender14")
-# The 7-class convention folds calm into neutral: the two are acoustically close and calm
-# is the only emotion RAVDESS adds to the usual "basic emotions".
-EMOTIONS7: tuple[str, ...] = tuple(e for e in EMOTIONS if e != "calm")
 # Song was recorded for a subset of emotions only.
 SONG_EMOTIONS = frozenset({"neutral", "calm", "happy", "sad", "angry", "fearful"})
 
@@ -94,26 +90,3 @@ def parse_filename(name: str | Path) -> ClipInfo:
     except ValueError as e:
         raise ValueError(f"{path.name!r}: {e}") from None
     return info
-
-
-def label_names(label_set: str) -> list[str]:
-    """The class names of a label set, in the fixed order that class indices refer to."""
-    if label_set == "emotion8":
-        return list(EMOTIONS)
-    if label_set == "emotion7":
-        return list(EMOTIONS7)
-    if label_set == "emotion_gender14":
-        return sorted(f"{g}_{e}" for g in ("female", "male") for e in EMOTIONS7)
-    raise ValueError(f"unknown label set {label_set!r}; expected one of {', '.join(LABEL_SETS)}")
-
-
-def label_of(info: ClipInfo, label_set: str) -> str:
-    """The class name of a clip under a label set (always a member of `label_names(label_set)`)."""
-    emotion7 = "neutral" if info.emotion == "calm" else info.emotion
-    if label_set == "emotion8":
-        return info.emotion
-    if label_set == "emotion7":
-        return emotion7
-    if label_set == "emotion_gender14":
-        return f"{info.gender}_{emotion7}"
-    raise ValueError(f"unknown label set {label_set!r}; expected one of {', '.join(LABEL_SETS)}")

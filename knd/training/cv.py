@@ -23,7 +23,8 @@ import torch
 
 from knd.config import Config
 from knd.data.processed import Processed, load_processed
-from knd.data.splits import assign_splits, kfold_test_actors
+from knd.data.splits import assign_splits, kfold_test_speakers, speaker_genders
+from knd.metrics import classification_metrics, scalars
 from knd.models.classifier import Classifier
 from knd.models.features import band_stats
 from knd.training.calibration import (
@@ -34,7 +35,6 @@ from knd.training.calibration import (
     fit_pooled,
 )
 from knd.training.evaluate import score_windows
-from knd.training.metrics import classification_metrics, scalars
 from knd.training.train import fit
 
 log = logging.getLogger(__name__)
@@ -80,8 +80,7 @@ def cross_validate(
     folds: list[int] | None = None,
 ) -> dict:
     data = load_processed(data_dir)
-    actors = sorted(set(data.meta["actor"]))
-    test_actors = kfold_test_actors(actors, cfg.split.k, cfg.split.seed)
+    test_actors = kfold_test_speakers(speaker_genders(data.meta), cfg.split.k, cfg.split.seed)
     results, predictions, paths = [], [], []
     for fold in folds if folds is not None else range(cfg.split.k):
         log.info("fold %d of %d: test actors %s", fold, cfg.split.k, test_actors[fold])

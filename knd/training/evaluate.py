@@ -18,11 +18,13 @@ import json
 import logging
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
 from knd.config import Config
 from knd.data.processed import Processed, load_processed
+from knd.metrics import classification_metrics, scalars
 from knd.models.classifier import Classifier
 from knd.paths import HELD_OUT_MODEL
 from knd.serving.torch_backend import TorchPredictor
@@ -34,7 +36,6 @@ from knd.training.calibration import (
     fit_pooled,
     reliability,
 )
-from knd.training.metrics import classification_metrics, scalars
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,19 @@ def evaluate_split(model: Classifier, data: Processed, split: str) -> dict:
     return classification_metrics(scored.probabilities(), scored.target, data.labels)
 
 
+def per_corpus(
+    probabilities: np.ndarray, target: torch.Tensor, corpus: pd.Series, labels: list[str]
+) -> dict[str, dict]:
+    """Test clips, UAR, accuracy and macro F1 of each corpus (datasets of several corpora)."""
+    out = {}
+    for name in sorted(corpus.unique()):
+        mask = (corpus == name).to_numpy()
+        metrics = classification_metrics(probabilities[mask], target.numpy()[mask], labels)
+        keep = ("uar", "accuracy", "f1_macro")
+        out[name] = {"test_clips": int(mask.sum()), **{k: round(metrics[k], 4) for k in keep}}
+    return out
+
+
 def evaluate(
     data_dir: Path = Path("data/processed"),
     model_path: Path = HELD_OUT_MODEL,
@@ -74,9 +88,10 @@ def evaluate(
     target, probabilities = scored.target, scored.probabilities()
     metrics = classification_metrics(probabilities, target, data.labels)
     test_meta = data.meta.iloc[index.numpy()]
-    actors = torch.from_numpy(test_meta["actor"].to_numpy())
-    by_actor = [scored.subset(actors == a) for a in actors.unique()]
-    order = torch.cat([torch.nonzero(actors == a).squeeze(1) for a in actors.unique()])
+    speakers = test_meta["speaker"].to_numpy()
+    masks = [torch.from_numpy(speakers == s) for s in pd.unique(speakers)]
+    by_speaker = [scored.subset(mask) for mask in masks]
+    order = torch.cat([torch.nonzero(mask).squeeze(1) for mask in masks])
     summary = {
         **{k: round(v, 4) for k, v in scalars(metrics).items()},
         "ece": round(expected_calibration_error(probabilities, target), 4),
@@ -84,13 +99,17 @@ def evaluate(
         "temperature": round(fit_pooled([scored]), 4),
         "split": data.split_strategy,
         "test_clips": len(index),
-        "test_actors": len(by_actor),
+        "test_actors": len(by_speaker),
     }
-    if len(by_actor) > 1:
-        crossed = cross_fitted(by_actor)
+    if len(by_speaker) > 1:
+        crossed = cross_fitted(by_speaker)
         summary["ece_calibrated"] = round(expected_calibration_error(crossed, target[order]), 4)
     if data.split_strategy == "random":
         summary["warning"] = LEAKY_NOTE
+    if test_meta["corpus"].nunique() > 1:
+        summary["per_corpus"] = per_corpus(
+            probabilities.numpy(), target, test_meta["corpus"], data.labels
+        )
     reports.mkdir(parents=True, exist_ok=True)
     (reports / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
     details = {

@@ -39,10 +39,10 @@ from knd.data.conditions import (
 )
 from knd.data.processed import METADATA_FILE
 from knd.errors import KndError
+from knd.metrics import classification_metrics
 from knd.paths import HELD_OUT_MODEL
 from knd.serving.predict import load_predictor
 from knd.serving.predictor import Predictor
-from knd.training.metrics import classification_metrics
 
 log = logging.getLogger(__name__)
 
@@ -110,8 +110,8 @@ def held_out_clips(data_dir: Path, raw_dir: Path) -> pd.DataFrame:
     clips = meta[meta["split"] == "test"].reset_index(drop=True)
     if clips.empty:
         raise KndError(f"{path}: no clips in the test split; check the split settings")
-    if clips["actor"].nunique() < 2:
-        raise KndError(f"{path}: babble needs test clips of at least 2 actors, got 1")
+    if clips["speaker"].nunique() < 2:
+        raise KndError(f"{path}: babble needs test clips of at least 2 speakers, got 1")
     missing = [p for p in clips["path"] if not (raw_dir / p).is_file()]
     if missing:
         raise KndError(
@@ -139,7 +139,7 @@ def score(
             "retrain after changing data.labels (`knd train`)"
         )
     target = torch.tensor([predictor.labels.index(x) for x in clips["label"]])
-    actors = clips["actor"].to_numpy()
+    actors = clips["speaker"].to_numpy()
     rate, size = predictor.sample_rate, predictor.batch_size
     bar = tqdm(total=len(conditions) * len(waves), unit="clip", disable=None)
     results = {}
@@ -226,7 +226,7 @@ def robustness(
     report = {
         "model": str(model_path),
         "clips": len(clips),
-        "actors": sorted(int(a) for a in clips["actor"].unique()),
+        "actors": sorted(clips["speaker"].unique().tolist()),
         "seed": SEED,
         "conditions": results,
     }

@@ -23,11 +23,11 @@ from tqdm import tqdm
 from knd.config import Config, FeatureConfig, from_dict, to_dict
 from knd.data.processed import Processed, load_processed
 from knd.errors import KndError
+from knd.metrics import scalars
 from knd.models.classifier import Classifier
 from knd.paths import HELD_OUT_MODEL
 from knd.training.augment import Augmenter
 from knd.training.evaluate import evaluate_split
-from knd.training.metrics import scalars
 
 log = logging.getLogger(__name__)
 
@@ -328,9 +328,7 @@ def fit(
             train_config=to_dict(cfg.train),
             validation=validation,
             history=trainer.history,
-            trained_on_actors=sorted(
-                {int(a) for a in data.meta["actor"].iloc[trainer.train_index]}
-            ),
+            trained_on_actors=sorted(set(data.meta["speaker"].iloc[trainer.train_index].tolist())),
             **extra,
         )
         scores = f": val uar {validation['val_uar']:.4f}" if validate else ""

@@ -53,7 +53,9 @@ def compose_dict(*overrides: str) -> dict:
 
 @functools.cache
 def _composed(overrides: tuple[str, ...]) -> dict:
-    return compose(ROOT / "conf", *overrides)  # Hydra takes ~0.5 s, and tests compose often
+    # Hydra takes ~0.5 s, and tests compose often. `~site`: never this machine's data choice
+    # (conf/site/local.yaml, written by `make pipeline DATA=...`).
+    return compose(ROOT / "conf", "~site", *overrides)
 
 
 def compose_config(*overrides: str) -> Config:
@@ -69,11 +71,12 @@ def md5sum(path: Path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
 
 
-def make_project(dest: Path, subset: Path, *overrides: str) -> Path:
+def make_project(dest: Path, subset: Path | None, *overrides: str) -> Path:
     """A git clone-like copy of this project whose conf/ defaults point at `subset`, shrunk.
 
     The overrides go into a `conf/tiny.yaml` appended to the defaults list (and `params.yaml`),
-    so both `dvc repro` and `dvc exp run -S ...` (which recomposes conf/) see them.
+    so both `dvc repro` and `dvc exp run -S ...` (which recomposes conf/) see them. Without
+    `subset`, the data stays conf/'s default (Zenodo) until the test chooses another.
     """
     files = subprocess.run(
         ["git", "ls-files"],
@@ -86,7 +89,8 @@ def make_project(dest: Path, subset: Path, *overrides: str) -> Path:
         if (ROOT / name).is_file():
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, dest / name)
-    overrides = (f"data.url={subset}", f"data.md5={md5sum(subset)}", *TINY, *overrides)
+    data = (f"data.url={subset}", f"data.md5={md5sum(subset)}") if subset else ()
+    overrides = (*data, *TINY, *overrides)
     tiny: dict = {}
     for item in overrides:
         key, value = item.split("=", 1)
