@@ -48,6 +48,12 @@ def _manifest(path: Path, rows: list[dict]) -> Path:
     return path
 
 
+def _score_json(monkeypatch, capsys, manifest, model):
+    return run_cli(
+        monkeypatch, capsys, "score", str(manifest), "--model", str(model), "--format", "json"
+    )
+
+
 def test_label_maps_match_model_and_data_in_the_open():
     # an 8-emotion model on CREMA-D-like data: the model's calm counts as neutral
     predicted, actual = label_maps(LABELS, {"angry", "neutral", "sad", "boredom"})
@@ -73,16 +79,7 @@ def test_score_a_manifest(tmp_path, monkeypatch, capsys, models, kind):
         row["label"] = labels[row["path"][5]]
         row["path"] = f"wav/{row['path']}"
     manifest = _manifest(tmp_path / "set.csv", rows)
-    status, out, err = run_cli(
-        monkeypatch,
-        capsys,
-        "score",
-        str(manifest),
-        "--model",
-        str(models[kind]),
-        "--format",
-        "json",
-    )
+    status, out, err = _score_json(monkeypatch, capsys, manifest, models[kind])
     assert status == 0, err
     result = json.loads(out)
     assert set(result) >= KEYS
@@ -135,16 +132,7 @@ def test_several_corpora_get_their_own_metrics(tmp_path, monkeypatch, capsys, mo
             row = {**row, "path": f"{corpus}/{row['path']}", "label": "sad", "corpus": corpus}
             rows.append(row)
     manifest = _manifest(tmp_path / "both.csv", rows)
-    status, out, err = run_cli(
-        monkeypatch,
-        capsys,
-        "score",
-        str(manifest),
-        "--model",
-        str(models["onnx"]),
-        "--format",
-        "json",
-    )
+    status, out, err = _score_json(monkeypatch, capsys, manifest, models["onnx"])
     assert status == 0, err
     result = json.loads(out)
     assert {k: v["n"] for k, v in result["per_corpus"].items()} == {"one": 20, "two": 20}
