@@ -168,3 +168,13 @@ def test_predict_embeddings(monkeypatch, capsys, files, checkpoint, predictor):
     assert status == 0 and all("embedding" in s for s in json.loads(out)[0]["segments"])
     status, _, err = run_cli(monkeypatch, capsys, *args)
     assert status == 1 and "--embeddings: embeddings are a JSON field; add --format json" in err
+
+
+def test_the_same_speech_is_found_at_any_recording_level():
+    """RAVDESS speaks 30 dB below full scale; the detector must not hear less of it for that."""
+    (name, data), *_ = mirror_clips(1).items()
+    wave = read_audio(data, RATE, name)
+    found = speech_segments(wave, RATE)
+    assert found and all(speech_segments(wave * g, RATE) == found for g in (0.1, 0.3, 3.0))
+    speech = sum(end - start for start, end in found) / RATE
+    assert speech > 1.0, f"only {speech:.2f} s of a spoken sentence found"

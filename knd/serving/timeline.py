@@ -32,13 +32,32 @@ AGGRESSIVENESS = 2  # 0 (keeps most) to 3 (drops most non-speech); 2 suits speec
 MIN_GAP = 0.3  # seconds: shorter pauses inside speech are bridged
 MIN_SPEECH = 0.25  # seconds: shorter bursts (clicks, coughs) are dropped
 VAD_RATES = (8000, 16000, 32000, 48000)  # the rates WebRTC VAD accepts
+VAD_LEVEL = 0.5  # RMS (-6 dBFS) the loudest frames are brought to before the detector hears them
+MAX_VAD_GAIN = 1000.0  # 60 dB up or down at most
+MIN_CONTRAST = 10.0  # loudest frames this many times (20 dB) the quietest: a level worth scaling
 
 
 def speech_frames(wave: np.ndarray, sample_rate: int) -> np.ndarray:
-    """One bool per `FRAME_SECONDS` frame of `wave` (float in [-1, 1]): does it hold speech?"""
+    """One bool per `FRAME_SECONDS` frame of `wave` (float in [-1, 1]): does it hold speech?
+
+    The detector's thresholds are absolute: speech recorded 30 dB below full scale (RAVDESS is)
+    would be half missed, and the same recording played louder would be cut differently. So the
+    recording is first scaled, for the detector only, to put its loudest frames (the 95th
+    percentile of frame RMS) at `VAD_LEVEL`; the model itself hears the level it was given. Only
+    a recording whose loudest frames stand `MIN_CONTRAST` above its quietest (the 10th
+    percentile) is scaled: steady room noise is not turned up into something that sounds like
+    speech.
+    """
     rate = sample_rate if sample_rate in VAD_RATES else 16000
-    pcm = np.clip(resample(wave, sample_rate, rate) * 32767, -32768, 32767).astype("<i2")
+    wave = resample(wave, sample_rate, rate)
     step = round(FRAME_SECONDS * rate)
+    usable = len(wave) // step * step
+    if usable:
+        rms = np.sqrt(np.square(wave[:usable].reshape(-1, step), dtype=np.float64).mean(axis=1))
+        quiet, loud = np.percentile(rms, [10, 95])
+        if loud > MIN_CONTRAST * quiet:
+            wave = wave * float(np.clip(VAD_LEVEL / loud, 1 / MAX_VAD_GAIN, MAX_VAD_GAIN))
+    pcm = np.clip(wave * 32767, -32768, 32767).astype("<i2")
     vad = webrtcvad.Vad(AGGRESSIVENESS)
     frames = range(0, len(pcm) - step + 1, step)
     return np.array([vad.is_speech(pcm[s : s + step].tobytes(), rate) for s in frames], bool)
