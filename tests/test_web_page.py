@@ -188,8 +188,9 @@ def test_live_mode_shows_the_servers_predictions_for_the_microphone(
 
     The fake microphone loops the file from an unknown point, so each answer (once 2 s, the
     window, have been heard) is compared with the nearest of the file's 2 s windows, at every
-    10 ms offset. Those differ by at most 0.0016 from one another here, another voice by 0.004;
-    the page's pass through the browser's audio path lands within 0.001.
+    10 ms offset: it must be nearer to one of them than to any window of another voice. (The
+    model is an untrained tiny network whose probabilities all lie within a few thousandths of
+    each other; the browser's audio path moves them by about 0.002.)
     """
     path, samples = microphone
     received = []
@@ -226,8 +227,13 @@ def test_live_mode_shows_the_servers_predictions_for_the_microphone(
     )
     full = [a for a in received if a["t"] >= 2.0]
     assert full and all(a["label"] for a in full)  # a voice: never taken for silence
+    stranger = np.tile(voice(10.0, f0=220.0, seed=1), 2)  # another voice, the same windows
+    elsewhere = predictor.probabilities(
+        [stranger[o : o + predictor.num_samples] for o in range(0, len(samples), 160)]
+    )
     for answer in full:
         live = np.array([answer["probabilities"][label] for label in LABELS])
         distance = np.abs(offline - live).max(axis=1)
-        assert distance.min() < 0.002, (answer["t"], distance.min())
+        far = np.abs(elsewhere - live).max(axis=1).min()
+        assert distance.min() < min(far, 0.004), (answer["t"], distance.min(), far)
         assert answer["label"] == LABELS[offline[distance.argmin()].argmax()]
