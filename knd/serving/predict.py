@@ -18,7 +18,7 @@ import numpy as np
 
 from knd.audio import AUDIO_EXTENSIONS
 from knd.errors import KndError
-from knd.serving.predictor import Predictor
+from knd.serving.predictor import Predictor, top_label
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +66,7 @@ def _export_of(checkpoint: Path, batch_size: int) -> Predictor | None:
 
 def result(path: str, probabilities: dict[str, float]) -> dict[str, Any]:
     """The JSON object both `knd predict --format json` and `POST /predict` return."""
-    label = max(probabilities, key=probabilities.__getitem__)
-    return {"path": path, "label": label, "probabilities": probabilities}
+    return {"path": path, "label": top_label(probabilities), "probabilities": probabilities}
 
 
 def read_files(

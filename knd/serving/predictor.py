@@ -40,6 +40,11 @@ def centre_pad(wave: np.ndarray, size: int) -> np.ndarray:
     return np.pad(wave, (missing // 2, missing - missing // 2))
 
 
+def top_label(probabilities: dict[str, float]) -> str:
+    """The most probable label of a `{label: probability}` answer."""
+    return max(probabilities, key=probabilities.__getitem__)
+
+
 def window_starts(length: int, size: int) -> list[int]:
     """Start samples of the windows covering a clip of `length` samples (policy: see above)."""
     if length <= size:

@@ -37,7 +37,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from knd.errors import KndError
 from knd.serving.predict import load_predictor, result
-from knd.serving.predictor import Predictor
+from knd.serving.predictor import Predictor, top_label
 from knd.serving.timeline import has_speech, timeline
 
 MB = 1_000_000
@@ -218,5 +218,4 @@ class LiveWindow:
         if not has_speech(wave, self.predictor.sample_rate):
             return answer | {"label": None, "probabilities": None}
         (probabilities,) = self.predictor.predict([wave])
-        label = max(probabilities, key=probabilities.__getitem__)
-        return answer | {"label": label, "probabilities": probabilities}
+        return answer | {"label": top_label(probabilities), "probabilities": probabilities}

@@ -25,7 +25,7 @@ import webrtcvad
 
 from knd.audio import resample
 from knd.serving.predict import read_files
-from knd.serving.predictor import Predictor
+from knd.serving.predictor import Predictor, top_label
 
 FRAME_SECONDS = 0.03  # WebRTC VAD frame: 10, 20 or 30 ms
 AGGRESSIVENESS = 2  # 0 (keeps most) to 3 (drops most non-speech); 2 suits speech over noise
@@ -112,7 +112,7 @@ def timeline(
     segments, time = [], dict.fromkeys(predictor.labels, 0.0)
     for k, (start, end) in enumerate(pieces):
         scores = dict(zip(predictor.labels, probabilities[k].tolist(), strict=True))
-        label = max(scores, key=scores.__getitem__)
+        label = top_label(scores)
         time[label] += (end - start) / rate
         segment = {"start": start / rate, "end": end / rate, "label": label}
         segment["probabilities"] = scores

@@ -34,7 +34,7 @@ from knd.training.calibration import (
     expected_calibration_error,
     fit_pooled,
 )
-from knd.training.evaluate import score_windows
+from knd.training.evaluate import predictions_table, score_windows
 from knd.training.train import fit
 
 log = logging.getLogger(__name__)
@@ -118,21 +118,12 @@ def write_predictions(
     out_dir: Path,
 ) -> None:
     """Every test clip of every fold, as `reports/predictions.csv` has them for one split."""
-    frames = []
-    for fold, p, fold_paths in zip(folds, predictions, paths, strict=True):
-        probabilities = p.probabilities().numpy()
-        frames.append(
-            pd.DataFrame(
-                {
-                    "fold": fold,
-                    "path": fold_paths,
-                    "actual": [labels[i] for i in p.target],
-                    "predicted": [labels[i] for i in probabilities.argmax(axis=1)],
-                    **dict(zip(labels, probabilities.T, strict=True)),
-                }
-            )
-        )
-    pd.concat(frames).to_csv(out_dir / "predictions.csv", index=False, float_format="%.6f")
+    frames = [
+        predictions_table(fold_paths, p.target, p.probabilities().numpy(), labels)
+        for p, fold_paths in zip(predictions, paths, strict=True)
+    ]
+    table = pd.concat(frames, keys=folds, names=["fold", None]).reset_index(level=0)
+    table.to_csv(out_dir / "predictions.csv", index=False, float_format="%.6f")
 
 
 def summarise(results: list[dict], cfg: Config) -> dict:

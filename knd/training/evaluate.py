@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,20 @@ LEAKY_NOTE = (
     "LEAKY: random clip-level split, the test actors are also in training; "
     "not comparable with speaker-independent results"
 )
+
+
+def predictions_table(
+    paths: Sequence[str], target: torch.Tensor, probabilities: np.ndarray, labels: list[str]
+) -> pd.DataFrame:
+    """`predictions.csv`'s rows: each clip's path, actual and predicted label, probabilities."""
+    return pd.DataFrame(
+        {
+            "path": list(paths),
+            "actual": [labels[i] for i in target],
+            "predicted": [labels[i] for i in probabilities.argmax(axis=1)],
+            **dict(zip(labels, probabilities.T, strict=True)),
+        }
+    )
 
 
 def score_windows(
@@ -118,15 +133,9 @@ def evaluate(
         "reliability": reliability(probabilities, target),
     }
     (reports / "evaluation.json").write_text(json.dumps(details, indent=2) + "\n")
-    probabilities = probabilities.numpy()
-    pd.DataFrame(
-        {
-            "path": test_meta["path"].to_numpy(),
-            "actual": [data.labels[i] for i in data.target[index]],
-            "predicted": [data.labels[i] for i in probabilities.argmax(axis=1)],
-            **dict(zip(data.labels, probabilities.T, strict=True)),
-        }
-    ).to_csv(reports / "predictions.csv", index=False, float_format="%.6f")
+    predictions_table(test_meta["path"], target, probabilities.numpy(), data.labels).to_csv(
+        reports / "predictions.csv", index=False, float_format="%.6f"
+    )
     pd.DataFrame([{"label": k, **v} for k, v in metrics["per_class"].items()]).to_csv(
         reports / "per_class.csv", index=False
     )

@@ -42,7 +42,7 @@ from knd.errors import KndError
 from knd.metrics import classification_metrics
 from knd.paths import HELD_OUT_MODEL
 from knd.serving.predict import load_predictor
-from knd.serving.predictor import Predictor
+from knd.serving.predictor import Predictor, top_label
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +161,7 @@ def score(
                 batch.append(apply(condition, waves[i], rate, rng, talkers, rooms))
             clipped += sum(bool(np.abs(w).max() >= 1.0) for w in batch)
             for probabilities in predictor.predict(batch):
-                predicted.append(predictor.labels.index(max(probabilities, key=probabilities.get)))
+                predicted.append(predictor.labels.index(top_label(probabilities)))
             bar.update(len(batch))
         metrics = classification_metrics(torch.tensor(predicted), target, predictor.labels)
         results[condition.name] = {
