@@ -123,6 +123,9 @@ def test_score_a_folder_by_its_naming_scheme_as_a_table(tmp_path, monkeypatch, c
     assert "not scored, the model has no such class: boredom 4" in out
     assert "the model's calm counts as neutral" in out
     assert "confusion matrix (rows: actual, columns: predicted)" in out
+    lines = out.splitlines()
+    header = lines[lines.index("confusion matrix (rows: actual, columns: predicted)") + 1]
+    assert "neutral" in header.split() and "neutra" not in header.split()  # names whole
 
 
 def test_several_corpora_get_their_own_metrics(tmp_path, monkeypatch, capsys, models):

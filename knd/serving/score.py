@@ -162,10 +162,9 @@ def format_score(result: dict[str, Any], fmt: str) -> str:
         )
     for name, s in result.get("per_corpus", {}).items():
         lines.append(f"corpus {name}: n {s['n']}  UAR {s['uar']:.3f}  WA {s['wa']:.3f}")
-    short = [label[:6] for label in result["labels"]]
     lines += ["", "confusion matrix (rows: actual, columns: predicted)"]
-    lines.append(" " * (width + 2) + " ".join(f"{s:>6}" for s in short))
+    lines.append(" " * (width + 2) + " ".join(f"{s:>{width}}" for s in result["labels"]))
     for label, row in zip(result["labels"], result["confusion_matrix"], strict=True):
         if any(row) or label in result["per_class"]:
-            lines.append(f"{label:<{width}}  " + " ".join(f"{v:>6}" for v in row))
+            lines.append(f"{label:<{width}}  " + " ".join(f"{v:>{width}}" for v in row))
     return "\n".join(lines)
