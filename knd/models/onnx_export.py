@@ -76,7 +76,8 @@ class Exportable(nn.Module):
     def __init__(self, model: Classifier):
         super().__init__()
         self.model = copy.deepcopy(model)
-        self.model.front_end = DftFrontEnd(model.feature_cfg)
+        if not model.feature_cfg.is_encoder:  # an encoder has no STFT
+            self.model.front_end = DftFrontEnd(model.feature_cfg)
         self.eval()
 
     def forward(self, wave: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
