@@ -20,7 +20,7 @@ from helpers.project import TINY, compose_config, run_cli, write_params
 from knd.config import ConfigError
 from knd.data.processed import load_processed
 from knd.models.classifier import Classifier
-from knd.models.encoders import save_encoder
+from knd.models.encoders import bundle_file, load_encoder, save_encoder
 from knd.serving.serve import create_app
 
 ENCODER = ("features=wavlm_base_plus", "model=layer_head")
@@ -61,6 +61,36 @@ def test_missing_weights_say_which_file_to_put_where(tmp_path, monkeypatch, caps
     assert "features=wavlm_base_plus needs wavlm_base_plus.pth" in err
     assert f"put it at {want}" in err
     assert "https://download.pytorch.org/torchaudio/models/wavlm_base_plus.pth" in err
+
+
+def test_the_checkpoint_carries_the_frozen_encoder(tmp_path):
+    cfg = compose_config(*ENCODER, f"features.encoder_weights={tiny_wavlm(tmp_path / 'enc.pt')}")
+    encoder = load_encoder(cfg.features)
+    torch.manual_seed(1)
+    mean, std = torch.randn(3, 32), torch.rand(3, 32) + 0.5
+    model = Classifier(cfg.model, cfg.features, list("abcd"), mean, std, encoder).train()
+    assert not model.front_end.encoder.training  # no dropout in the frozen encoder
+    assert not any(p.requires_grad for p in model.front_end.parameters())
+    model.save(tmp_path / "model.pt", history=[])
+    (tmp_path / "enc.pt").unlink()  # the checkpoint alone is enough
+    loaded = Classifier.load(tmp_path / "model.pt")
+    wave = torch.randn(2, cfg.features.num_samples) * 0.1
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(wave), model.eval()(wave), rtol=0, atol=1e-6)
+    assert loaded.encoder["builder"] == "wavlm_model" and loaded.mean.shape == (1, 3, 1, 32)
+
+
+@pytest.mark.slow
+def test_the_bundle_file_in_the_hub_cache_is_read(tmp_path, monkeypatch):
+    """A file where torchaudio's bundle keeps it (here: the real architecture, random weights)."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    cfg = compose_config("features=wav2vec2_base", "model=layer_head").features
+    b = torchaudio.pipelines.WAV2VEC2_BASE
+    bundle_file(cfg.kind).parent.mkdir(parents=True)
+    torch.save(torchaudio.models.wav2vec2_model(**b._params).state_dict(), bundle_file(cfg.kind))
+    encoder = load_encoder(cfg)
+    assert encoder["builder"] == "wav2vec2_model" and encoder["params"] == b._params
+    assert encoder["normalize"] is False and len(encoder["state_dict"]) > 100
 
 
 def cli(monkeypatch, capsys, *args: str) -> tuple[str, str]:
