@@ -101,7 +101,7 @@ def cli(monkeypatch, capsys, *args: str) -> tuple[str, str]:
 
 @pytest.mark.slow
 def test_the_whole_path_with_a_tiny_encoder(subset_zip, tmp_path, monkeypatch, capsys):
-    """make_dataset -> train -> evaluate -> predict -> serve -> export, as a user runs them."""
+    """make_dataset -> train -> evaluate (robustness, plot) -> predict -> serve -> export."""
     weights = tiny_wavlm(tmp_path / "tiny_wavlm.pt")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # empty: the local file is used
@@ -124,6 +124,9 @@ def test_the_whole_path_with_a_tiny_encoder(subset_zip, tmp_path, monkeypatch, c
     assert "waveform augmentation and spectrogram masks are not applied" in err
     cli(monkeypatch, capsys, "evaluate")
     assert 0 <= json.loads(Path("reports/metrics.json").read_text())["uar"] <= 1
+    cli(monkeypatch, capsys, "robustness")  # the whole model on perturbed waveforms
+    assert Path("reports/robustness.json").is_file()
+    cli(monkeypatch, capsys, "plot")
 
     # predict on a clip's training crop = the head on that clip's cached states
     model = Classifier.load("models/heldout.pt")
