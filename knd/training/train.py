@@ -205,7 +205,7 @@ class Trainer:
             "best_epoch": self.best_epoch,
             "history": self.history,
             "best_state": self.best_state,
-            "model": self.model.state_dict(),
+            "net": self.model.net.state_dict(),  # the rest (front end, statistics) is the data's
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler else None,
             "scaler": self.scaler.state_dict(),
@@ -218,7 +218,7 @@ class Trainer:
         if state["fingerprint"] != config_fingerprint(self.cfg):
             log.warning("resume: %s belongs to other settings; starting from scratch", path)
             return False
-        self.model.load_state_dict(state["model"])
+        self.model.net.load_state_dict(state["net"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler:
             self.scheduler.load_state_dict(state["scheduler"])
@@ -299,7 +299,7 @@ def fit(
                 trainer.best_uar, trainer.best_epoch, bad_epochs = val["uar"], trainer.epoch, 0
                 if cfg.train.select == "best":  # `last` needs no copy (nor its save every epoch)
                     trainer.best_state = {
-                        k: v.detach().clone() for k, v in trainer.model.state_dict().items()
+                        k: v.detach().clone() for k, v in trainer.model.net.state_dict().items()
                     }
             else:
                 bad_epochs += 1
@@ -331,7 +331,7 @@ def fit(
     }
     if rt.main:
         if cfg.train.select == "best":
-            trainer.model.load_state_dict(trainer.best_state)
+            trainer.model.net.load_state_dict(trainer.best_state)
         validation = trainer.history[selected - 1]
         trainer.model.temperature.fill_(temperature)
         result["temperature"] = round(temperature, 4)
