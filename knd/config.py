@@ -67,16 +67,7 @@ ENCODERS = ("wavlm_base_plus", "wavlm_large", "hubert_base", "hubert_large", "wa
 class FeatureConfig:
     """How a waveform becomes the model's input; stored in every checkpoint."""
 
-    kind: Literal[
-        "logmel",
-        "mfcc",
-        "spectrogram",
-        "wavlm_base_plus",
-        "wavlm_large",
-        "hubert_base",
-        "hubert_large",
-        "wav2vec2_base",
-    ]
+    kind: Literal[("logmel", "mfcc", "spectrogram", *ENCODERS)]
     sample_rate: int
     duration: float
     n_fft: int

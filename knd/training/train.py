@@ -117,7 +117,7 @@ class Trainer:
         if self.cached and (cfg.augment.waveform_enabled or _masks(cfg)):
             log.warning(
                 "features=%s: training on the cached encoder states; waveform augmentation and "
-                "spectrogram masks are not applied (mixup is); augment=none says so quietly",
+                "spectrogram masks are not applied (mixup is); augment=none turns them off",
                 feature_cfg.kind,
             )
         # channels-last convolutions are 1.5-2.5x faster on CPUs and tensor cores alike
