@@ -73,12 +73,13 @@ remote: ## Make an S3 bucket the DVC remote (URL=s3://bucket/path [ENDPOINT=http
 report: $(STAMP) ## Render DVC plots to an offline HTML report (reports/plots/index.html)
 	knd report
 
-bench: $(STAMP) ## Run the feature, training, prediction, live-stream and timeline benchmarks (needs ../shared)
+bench: $(STAMP) ## Run the feature, training, prediction, live-stream, timeline and encoder benchmarks (needs ../shared)
 	python benchmarks/bench_features.py
 	python benchmarks/bench_train.py
 	python benchmarks/bench_predict.py
 	python benchmarks/bench_stream.py
 	python benchmarks/bench_timeline.py
+	python benchmarks/bench_encoders.py
 
 docker-train: ## Build the GPU training image (BASE_IMAGE=... to override the base)
 	docker build -f dockerfiles/train_model.dockerfile -t $(IMAGE)-train \

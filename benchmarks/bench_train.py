@@ -47,6 +47,7 @@ def synthetic(cfg: Config, clips: int) -> Processed:
         mean=mean,
         std=std,
         feature_config=to_dict(cfg.features),
+        encoder=None,
         split_strategy="actor",
         meta=meta,
     )

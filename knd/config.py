@@ -59,11 +59,15 @@ class DataConfig:
         return [self.manifest] if isinstance(self.manifest, str) else self.manifest
 
 
+# Pretrained speech encoders (`features.kind`): torchaudio.pipelines bundles, named in lower case
+ENCODERS = ("wavlm_base_plus", "wavlm_large", "hubert_base", "hubert_large", "wav2vec2_base")
+
+
 @dataclass
 class FeatureConfig:
     """How a waveform becomes the model's input; stored in every checkpoint."""
 
-    kind: Literal["logmel", "mfcc", "spectrogram"]
+    kind: Literal[("logmel", "mfcc", "spectrogram", *ENCODERS)]
     sample_rate: int
     duration: float
     n_fft: int
@@ -75,6 +79,7 @@ class FeatureConfig:
     f_max: float
     log_floor: float
     level_norm: bool
+    encoder_weights: str | None
 
     def __post_init__(self):
         for key in ("sample_rate", "n_fft", "win_length", "hop_length", "n_mels", "n_mfcc"):
@@ -84,6 +89,10 @@ class FeatureConfig:
         _check(self.win_length <= self.n_fft, "features.win_length", "<= features.n_fft")
         _check(self.f_max <= self.sample_rate / 2, "features.f_max", "<= sample_rate / 2")
         _check(self.n_mfcc <= self.n_mels, "features.n_mfcc", "<= features.n_mels")
+
+    @property
+    def is_encoder(self) -> bool:
+        return self.kind in ENCODERS
 
     @property
     def num_samples(self) -> int:
@@ -129,7 +138,7 @@ class SplitConfig:
 class ModelConfig:
     """Architecture and its size; `name` picks the class in `knd.models.networks`."""
 
-    name: Literal["cnn", "resnet18", "acnt", "vgg", "sernet"]
+    name: Literal["cnn", "resnet18", "acnt", "vgg", "sernet", "layer_head"]
     channels: list[int]
     dropout: float
     pretrained: bool
@@ -236,6 +245,19 @@ class Config:
     augment: AugmentConfig
     train: TrainConfig
     wandb: WandbConfig
+
+    def __post_init__(self):
+        kind, name = self.features.kind, self.model.name
+        if self.features.is_encoder and name != "layer_head":
+            raise ConfigError(
+                f"model.name: features.kind={kind} (a pretrained encoder) is trained as "
+                f"model=layer_head (a head over its cached layers), not model={name}"
+            )
+        if name == "layer_head" and not self.features.is_encoder:
+            raise ConfigError(
+                "model.name: layer_head needs an encoder's layers "
+                f"(features={', '.join(ENCODERS)}), not features.kind={kind}"
+            )
 
 
 def _check(ok: bool, key: str, expected: str) -> None:

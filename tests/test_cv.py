@@ -47,6 +47,7 @@ def data() -> Processed:
         mean=torch.zeros(BINS),
         std=torch.ones(BINS),
         feature_config={},
+        encoder=None,
         split_strategy="actor",
         meta=meta,
     )

@@ -22,7 +22,7 @@ EXPECTED = {
 @pytest.mark.parametrize("name", EXPECTED)
 def test_forward_shape_and_size(name):
     cfg = compose_config(f"model={name}")
-    model = build_model(cfg.model, n_classes=8, n_bins=cfg.features.num_bins).eval()
+    model = build_model(cfg.model, 8, cfg.features.num_bins).eval()
     x = torch.randn(3, 1, cfg.features.num_bins, cfg.features.num_frames)
     assert model(x).shape == (3, 8)
     low, high = EXPECTED[name]
@@ -36,7 +36,7 @@ EMBEDDING = {"cnn": 256, "resnet18": 1024, "acnt": 128, "vgg": 256, "sernet": 25
 @pytest.mark.parametrize("name", EXPECTED)
 def test_the_embedding_is_what_the_last_layer_classifies(name):
     cfg = compose_config(f"model={name}")
-    model = build_model(cfg.model, n_classes=8, n_bins=cfg.features.num_bins).eval()
+    model = build_model(cfg.model, 8, cfg.features.num_bins).eval()
     x = torch.randn(3, 1, cfg.features.num_bins, 120)
     logits, embedding = model.forward_with_embedding(x)
     assert embedding.shape == (3, EMBEDDING[name])

@@ -7,8 +7,9 @@ manifest source, else the folder read by `data.corpus`'s file-name scheme. Speak
 Every clip is decoded once (in worker processes, both cores), made mono at the configured rate and
 kept whole as 16-bit audio: evaluation scores whole clips, in windows, as `knd predict` does, and
 training augments waveforms. Beside it go the features of each clip's centre crop at
-`features.duration`, what training sees without waveform augmentation. Bad files are reported and
-skipped, never guessed at; the outputs appear all at once or not at all.
+`features.duration`, what training sees without waveform augmentation; with a pretrained encoder
+(`features=wavlm_base_plus` etc.) the hidden states of its every layer, and the encoder itself.
+Bad files are reported and skipped, never guessed at; the outputs appear all at once or not at all.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from knd.data.manifest import MANIFEST_FILE, read_manifest
 from knd.data.processed import INT16_SCALE, save_processed, to_int16
 from knd.data.splits import assign_splits
 from knd.errors import KndError
+from knd.models.encoders import EncoderFrontEnd, encode, load_encoder
 from knd.models.features import FrontEnd, band_stats, extract, fix_length
 
 log = logging.getLogger(__name__)
@@ -66,6 +68,8 @@ def decode_all(paths: list[Path], sample_rate: int, workers: int) -> list:
 def make_dataset(
     cfg: Config, raw_dir: Path = Path("data/raw"), out_dir: Path = Path("data/processed")
 ) -> dict:
+    # before decoding: missing weights fail at once
+    encoder = load_encoder(cfg.features) if cfg.features.is_encoder else None
     clips, skipped = read_clips(cfg.data, raw_dir)
     files = len(clips) + len(skipped)
     rows, keep = [], []
@@ -103,9 +107,12 @@ def make_dataset(
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     crops = torch.stack([fix_length(c, cfg.features.num_samples) for c in clips])
-    features = extract(FrontEnd(cfg.features), crops.float() / INT16_SCALE)
-    train = torch.tensor((meta["split"] == "train").to_numpy())
-    mean, std = band_stats(features[train])
+    if encoder is None:
+        features = extract(FrontEnd(cfg.features), crops.float() / INT16_SCALE)
+    else:
+        features = encode(EncoderFrontEnd(encoder), crops.float() / INT16_SCALE)
+    train = torch.from_numpy(np.flatnonzero(meta["split"].to_numpy() == "train"))
+    mean, std = band_stats(features, train)
     data = {
         "audio": torch.cat(clips),
         "offsets": offsets,
@@ -115,6 +122,7 @@ def make_dataset(
         "mean": mean,
         "std": std,
         "feature_config": to_dict(cfg.features),
+        "encoder": encoder,
         "split_strategy": strategy,
     }
     save_processed(out_dir, data, meta, summary)

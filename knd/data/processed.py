@@ -5,7 +5,8 @@ depend on decoding or splitting code.
 
 Every clip is kept whole, as 16-bit samples laid end to end (`audio`, clip `i` between
 `offsets[i]` and `offsets[i + 1]`): evaluation scores whole clips the way `knd predict` does,
-while training takes fixed-length centre crops (`waves`), whose features are stored precomputed.
+while training takes fixed-length centre crops (`waves`), whose features are stored precomputed
+(with encoder features: every layer's hidden states, float16, and the encoder that made them).
 Samples are scaled by 2^15 as libsndfile reads 16-bit PCM, so a 16-bit source already at
 `features.sample_rate` is stored exactly as `knd predict` reads it.
 """
@@ -48,6 +49,7 @@ class Processed:
     mean: torch.Tensor
     std: torch.Tensor
     feature_config: dict
+    encoder: dict | None
     split_strategy: str
     meta: pd.DataFrame
 
@@ -67,7 +69,8 @@ class Processed:
 
 def load_processed(data_dir: Path = Path("data/processed")) -> Processed:
     try:
-        data = torch.load(data_dir / FEATURES_FILE, weights_only=True)
+        # memory-mapped: an encoder's cached states can be larger than the memory
+        data = torch.load(data_dir / FEATURES_FILE, weights_only=True, mmap=True)
         meta = pd.read_csv(data_dir / METADATA_FILE)
     except FileNotFoundError as err:
         raise KndError(f"{err.filename}: not found; run `knd make-dataset` first") from None

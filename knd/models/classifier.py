@@ -1,8 +1,8 @@
 """Waveform in, logits out: front end + normalisation + network, saved as one checkpoint.
 
 A checkpoint carries everything prediction needs (weights, model and feature config,
-normalisation statistics, label names), so `predict`, `serve` and `export` never read
-`params.yaml` or the training data.
+normalisation statistics, label names; with encoder features, the frozen encoder's spec and
+weights too), so `predict`, `serve` and `export` never read `params.yaml` or the training data.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from torch import nn
 
 from knd.config import FeatureConfig, ModelConfig, from_dict, to_dict
 from knd.errors import KndError
+from knd.models.encoders import EncoderFrontEnd, encoder_spec
 from knd.models.features import FrontEnd
 from knd.models.networks import build_model
 
@@ -27,6 +28,9 @@ CHECKPOINT_FORMAT = 3
 
 
 class Classifier(nn.Module):
+    """`encoder`: with encoder features, the encoder's spec (`knd.models.encoders`), with its
+    weights (`state_dict`) when they are not loaded afterwards with the checkpoint's."""
+
     def __init__(
         self,
         model_cfg: ModelConfig,
@@ -34,19 +38,31 @@ class Classifier(nn.Module):
         labels: list[str],
         mean: torch.Tensor,
         std: torch.Tensor,
+        encoder: dict[str, Any] | None = None,
     ):
         super().__init__()
         self.model_cfg, self.feature_cfg, self.labels = model_cfg, feature_cfg, list(labels)
-        self.front_end = FrontEnd(feature_cfg)
-        self.register_buffer("mean", mean.reshape(1, 1, -1, 1).float().clone())
-        self.register_buffer("std", std.reshape(1, 1, -1, 1).float().clone())
-        self.net = build_model(model_cfg, len(labels), feature_cfg.num_bins)
+        self.encoder = None if encoder is None else encoder_spec(encoder)
+        if feature_cfg.is_encoder:
+            if encoder is None:
+                raise KndError(f"features.kind={feature_cfg.kind} needs its encoder")
+            self.front_end = EncoderFrontEnd(encoder)
+            input_shape = self.front_end.shape  # statistics per layer and dimension
+            stats_shape = (1, input_shape[0], 1, input_shape[1])
+        else:
+            self.front_end = FrontEnd(feature_cfg)
+            input_shape, stats_shape = (feature_cfg.num_bins,), (1, 1, -1, 1)
+        self.register_buffer("mean", mean.reshape(stats_shape).float().clone())
+        self.register_buffer("std", std.reshape(stats_shape).float().clone())
+        self.net = build_model(model_cfg, len(labels), *input_shape)
         # Logits are divided by it: fitted on held-out clips after training (1 = uncalibrated)
         self.register_buffer("temperature", torch.ones(()))
 
     def normalise(self, features: torch.Tensor) -> torch.Tensor:
-        """Raw `(batch, bins, frames)` features -> normalised `(batch, 1, bins, frames)` input."""
-        return (features.unsqueeze(1) - self.mean) / self.std
+        """Raw `(batch, bins, frames)` features -> normalised `(batch, 1, bins, frames)` input;
+        an encoder's `(batch, layers, frames, dim)` keeps its shape."""
+        x = features if self.feature_cfg.is_encoder else features.unsqueeze(1)
+        return (x - self.mean) / self.std
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         return self.net(self.normalise(self.front_end(wave))) / self.temperature
@@ -68,6 +84,7 @@ class Classifier(nn.Module):
             "model_config": to_dict(self.model_cfg),
             "feature_config": to_dict(self.feature_cfg),
             "labels": self.labels,
+            "encoder": self.encoder,
             "state_dict": self.state_dict(),
             **extra,
         }
@@ -93,6 +110,7 @@ class Classifier(nn.Module):
                 state["labels"],
                 weights["mean"],
                 weights["std"],
+                state["encoder"],
             )
         except KeyError as err:
             raise _stale(path, name, f"no {err.args[0]!r} in the checkpoint") from None

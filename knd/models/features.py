@@ -90,8 +90,20 @@ def extract(front_end: FrontEnd, waves: torch.Tensor, batch_size: int = 64) -> t
     return torch.cat([front_end(chunk) for chunk in waves.split(batch_size)])
 
 
-def band_stats(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-bin mean and std over clips and frames (call on training clips only)."""
-    mean = features.mean(dim=(0, 2))
-    std = features.std(dim=(0, 2)).clamp_min(1e-5)
-    return mean, std
+def band_stats(
+    features: torch.Tensor, index: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and std over clips and frames (axes 0 and 2) of clips `index` (call on training clips
+    only): per bin of `(clips, bins, frames)` features, per layer and dimension of an encoder's
+    `(clips, layers, frames, dim)` states. Summed in float64 chunks, so a float16 cache of many
+    gigabytes is neither copied nor rounded."""
+    index = torch.arange(len(features)) if index is None else index
+    total = square = 0
+    for chunk in index.split(64):
+        x = features[chunk].double()
+        total = total + x.sum(dim=(0, 2))
+        square = square + x.square().sum(dim=(0, 2))
+    n = len(index) * features.shape[2]
+    mean = total / n
+    var = (square - n * mean.square()) / (n - 1)
+    return mean.float(), var.clamp_min(0).sqrt().clamp_min(1e-5).float()

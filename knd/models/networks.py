@@ -1,4 +1,5 @@
-"""Classifier networks over a normalised feature image `(batch, 1, bins, frames)` -> logits.
+"""Classifier networks over a normalised feature image `(batch, 1, bins, frames)` -> logits
+(`LayerHead`: over an encoder's hidden states, `(batch, layers, frames, dim)`).
 
 Emotion lives in how the voice changes over time, so every network except the reference `cnn`
 keeps a time axis to the end and pools it explicitly (`model.pooling`): mean, mean+std
@@ -253,6 +254,28 @@ class ACNT(PooledNet):
         return x.transpose(1, 2)
 
 
+class LayerHead(PooledNet):
+    """The head over a frozen encoder's cached layers (EmoBox's recipe).
+
+    Input: `(batch, layers, frames, dim)` hidden states, normalised per layer and dimension. A
+    learned softmax weighting mixes the layers (emotion lives in middle layers, which one
+    depends on the encoder), a linear projection with ReLU narrows the mix to `model.d_model`,
+    then the shared pooled head (attentive statistics by default) classifies it.
+    """
+
+    def __init__(self, cfg: ModelConfig, n_classes: int, n_layers: int, dim: int):
+        super().__init__()
+        self.layer_weights = nn.Parameter(torch.zeros(n_layers))
+        self.project = nn.Sequential(nn.Linear(dim, cfg.d_model), nn.ReLU())
+        self.head = PooledHead(cfg.d_model, n_classes, cfg.pooling, cfg.dropout)
+        _init_weights(self)
+
+    def trunk(self, x: torch.Tensor) -> torch.Tensor:
+        weights = torch.softmax(self.layer_weights, dim=0).reshape(1, -1, 1, 1)
+        mixed = (weights * x).sum(dim=1)  # (batch, frames, dim)
+        return self.project(mixed).transpose(1, 2)  # (batch, d_model, frames)
+
+
 class Ensemble(nn.Module):
     """`model.members` independently initialised networks, trained side by side on the same batches.
 
@@ -279,11 +302,20 @@ class Ensemble(nn.Module):
         return torch.logsumexp(torch.log_softmax(logits, dim=-1), dim=0) - math.log(len(logits))
 
 
-MODELS = {"cnn": CNN, "resnet18": ResNet18, "acnt": ACNT, "vgg": VGG, "sernet": SERNet}
+MODELS = {
+    "cnn": CNN,
+    "resnet18": ResNet18,
+    "acnt": ACNT,
+    "vgg": VGG,
+    "sernet": SERNet,
+    "layer_head": LayerHead,
+}
 
 
-def build_model(cfg: ModelConfig, n_classes: int, n_bins: int) -> nn.Module:
-    nets = [MODELS[cfg.name](cfg, n_classes, n_bins) for _ in range(cfg.members)]
+def build_model(cfg: ModelConfig, n_classes: int, *input_shape: int) -> nn.Module:
+    """`input_shape`: a clip's features without the time axis: `n_bins` of a spectrogram image,
+    or `n_layers, dim` of an encoder's hidden states (`LayerHead`)."""
+    nets = [MODELS[cfg.name](cfg, n_classes, *input_shape) for _ in range(cfg.members)]
     return nets[0] if cfg.members == 1 else Ensemble(nets)
 
 

@@ -1,12 +1,12 @@
 """Export a checkpoint to one self-contained ONNX file: waveform batch in, probabilities out.
 
-The graph is the whole `Classifier` (log-mel/MFCC front end, normalisation, network) followed
-by a softmax. Its input `waveform` is `(batch, samples)` float32 at the training sample rate and
-length (`features.duration`; windowing longer clips stays in `knd.serving.predict`), with a dynamic
-batch axis; its outputs are `probabilities`, `(batch, classes)`, and `embedding`, `(batch, dim)`:
-the pooled vector the last layer classifies (`Classifier.forward_with_embedding`). Labels and the
-feature and model configs are stored as JSON metadata, so the .onnx file alone is enough to
-predict; so is the checkpoint's sha256, so that `load_predictor` runs an export beside its
+The graph is the whole `Classifier` (log-mel/MFCC front end or a pretrained encoder, normalisation,
+network) followed by a softmax. Its input `waveform` is `(batch, samples)` float32 at the training
+sample rate and length (`features.duration`; windowing longer clips stays in `knd.serving.predict`),
+with a dynamic batch axis; its outputs are `probabilities`, `(batch, classes)`, and `embedding`,
+`(batch, dim)`: the pooled vector the last layer classifies (`Classifier.forward_with_embedding`).
+Labels and the feature and model configs are stored as JSON metadata, so the .onnx file alone is
+enough to predict; so is the checkpoint's sha256, so that `load_predictor` runs an export beside its
 checkpoint instead of it only while it was made from that very file.
 
 `torch.stft` returns complex tensors, which the TorchScript exporter cannot write, so the
@@ -76,7 +76,8 @@ class Exportable(nn.Module):
     def __init__(self, model: Classifier):
         super().__init__()
         self.model = copy.deepcopy(model)
-        self.model.front_end = DftFrontEnd(model.feature_cfg)
+        if not model.feature_cfg.is_encoder:  # an encoder has no STFT
+            self.model.front_end = DftFrontEnd(model.feature_cfg)
         self.eval()
 
     def forward(self, wave: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -98,6 +99,9 @@ def export_onnx(model_path: str | Path, out_path: str | Path) -> float:
         # reflect padding's reversed pad list cannot be constant-folded (harmless).
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         warnings.filterwarnings("ignore", "Constant folding", UserWarning)
+        # torchaudio's encoders check shapes in Python: constant for the fixed window length,
+        # and the batch axis is checked on onnxruntime below
+        warnings.filterwarnings("ignore", "Converting a tensor to a Python boolean")
         torch.onnx.export(
             Exportable(model),
             (example,),

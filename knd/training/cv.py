@@ -69,7 +69,7 @@ def fold_data(data: Processed, cfg: Config, fold: int) -> Processed:
     meta = data.meta.copy()
     meta["split"] = assign_splits(meta, split_cfg)
     resplit = dataclasses.replace(data, meta=meta, split_strategy="kfold")
-    mean, std = band_stats(data.features[resplit.indices("train")])
+    mean, std = band_stats(data.features, resplit.indices("train"))
     return dataclasses.replace(resplit, mean=mean, std=std)
 
 
