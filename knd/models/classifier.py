@@ -24,7 +24,8 @@ from knd.models.networks import build_model
 # 2: stored configs hold every key (format 1 files lacking features.log_floor were read with a
 #    code default that has since changed).
 # 3: a calibration temperature divides the logits.
-CHECKPOINT_FORMAT = 3
+# 4: an `encoder` entry (a pretrained encoder's spec, or None) and `features.encoder_weights`.
+CHECKPOINT_FORMAT = 4
 
 
 class Classifier(nn.Module):
