@@ -87,6 +87,9 @@ def test_a_checkpoint_unlike_the_composed_config_is_refused_naming_the_keys(tmp_
     path = make_checkpoint(tmp_path / "source.pt")
     with pytest.raises(KndError, match=r"models/nowhere\.pt not found"):
         start_from(_model(FOUR), Path("models/nowhere.pt"), False)
+    torch.save({"format": 1}, tmp_path / "old.pt")
+    with pytest.raises(KndError, match=r"^train\.init_from: .*old\.pt: checkpoint format 1, but"):
+        start_from(_model(FOUR), tmp_path / "old.pt", False)
     with pytest.raises(KndError) as err:
         start_from(_model(FOUR, "model=cnn", "model.channels=[8,16,32]"), path, False)
     assert str(err.value) == (

@@ -37,7 +37,10 @@ def start_from(model: Classifier, path: str | Path, freeze_encoder: bool) -> dic
     path = Path(path)
     if not path.is_file():
         raise KndError(f"train.init_from: {path} not found (a path from the project folder)")
-    source = Classifier.load(path)
+    try:
+        source = Classifier.load(path)
+    except KndError as err:  # not a checkpoint, or one of another knd version
+        raise KndError(f"train.init_from: {err}") from None
     _require_same(path, "model", to_dict(source.model_cfg), to_dict(model.model_cfg))
     _require_same(path, "features", to_dict(source.feature_cfg), to_dict(model.feature_cfg))
     state, fresh = source.state_dict(), model.state_dict()
