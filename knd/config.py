@@ -220,9 +220,13 @@ class TrainConfig:
     amp: bool
     resume: bool
     num_threads: int
+    init_from: str | None
+    freeze_encoder: bool
 
     def __post_init__(self):
         _check(self.epochs >= 1, "train.epochs", ">= 1")
+        if self.freeze_encoder:
+            _check(bool(self.init_from), "train.freeze_encoder", "false without train.init_from")
         _check(self.batch_size >= 1, "train.batch_size", ">= 1")
         _check(self.lr > 0, "train.lr", "> 0")
         _check(0 <= self.label_smoothing < 1, "train.label_smoothing", "in [0, 1)")

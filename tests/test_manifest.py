@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import soundfile as sf
-from helpers.audio import RATE, voice
+from helpers.manifests import voice_corpus, write_manifest
 from helpers.project import TINY, compose_config
 
 from knd.data.download import fetch_data
@@ -20,34 +19,12 @@ from knd.models.classifier import Classifier
 from knd.training.evaluate import evaluate
 
 
-def _write(path: Path, rows: list[dict], columns: list[str] | None = None) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, columns or list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
-
-
-def _corpus(folder: Path, speakers: dict[str, str], labels: list[str], split=None) -> Path:
-    """Audio under `folder/audio` and `folder/list.csv` naming it (relative paths)."""
-    rows = []
-    for i, (speaker, gender) in enumerate(speakers.items()):
-        for j, label in enumerate(labels):
-            name = f"audio/{speaker}_{label}.wav"
-            (folder / name).parent.mkdir(parents=True, exist_ok=True)
-            sf.write(folder / name, voice(1.2, f0=120 + 15 * j, seed=10 * i + j), RATE)
-            row = {"path": name, "label": label, "speaker": speaker, "gender": gender}
-            rows.append(row | ({"split": split(speaker)} if split else {}))
-    return _write(folder / "list.csv", rows)
-
-
 def test_paths_are_relative_to_the_manifest_and_labels_canonical(tmp_path):
     rows = [
         {"path": "a.wav", "label": "Anger", "speaker": "s1"},
         {"path": "/x/b.wav", "label": "boredom", "speaker": "s2"},
     ]
-    manifest = _write(tmp_path / "sub" / "m.csv", rows)
+    manifest = write_manifest(tmp_path / "sub" / "m.csv", rows)
     rows = read_manifest(manifest)
     assert rows[0] == {
         "path": str(tmp_path / "sub" / "a.wav"),
@@ -90,11 +67,11 @@ def test_malformed_manifests_fail_naming_file_and_line(tmp_path, rows, columns, 
 
 
 def test_combining_takes_the_corpus_from_the_file_name_and_refuses_mixed_splits(tmp_path):
-    a = _write(tmp_path / "crema.csv", [{"path": "a.wav", "label": "sad", "speaker": "1"}])
-    b = _write(tmp_path / "tess.csv", [{"path": "b.wav", "label": "sad", "speaker": "1"}])
+    a = write_manifest(tmp_path / "crema.csv", [{"path": "a.wav", "label": "sad", "speaker": "1"}])
+    b = write_manifest(tmp_path / "tess.csv", [{"path": "b.wav", "label": "sad", "speaker": "1"}])
     assert [r["corpus"] for r in read_manifests([a, b])] == ["crema", "tess"]
     assert [r["corpus"] for r in read_manifests([a])] == [""]
-    c = _write(
+    c = write_manifest(
         tmp_path / "c.csv", [{"path": "c.wav", "label": "sad", "speaker": "1", "split": "test"}]
     )
     with pytest.raises(KndError, match="some manifests have a split column and some do not"):
@@ -102,9 +79,9 @@ def test_combining_takes_the_corpus_from_the_file_name_and_refuses_mixed_splits(
 
 
 def test_two_corpora_become_one_dataset_split_by_speaker(tmp_path):
-    emo = _corpus(tmp_path / "emo", {"03": "male", "08": "female", "10": "male", "09": "female"},
-                  ["angry", "boredom", "neutral"])  # fmt: skip
-    tess = _corpus(tmp_path / "tess", {"OAF": "female", "YAF": "female"}, ["angry", "neutral"])
+    speakers = {"03": "male", "08": "female", "10": "male", "09": "female"}
+    emo = voice_corpus(tmp_path / "emo", speakers, ["angry", "boredom", "neutral"])
+    tess = voice_corpus(tmp_path / "tess", {"OAF": "female", "YAF": "female"}, ["angry", "neutral"])
     cfg = compose_config(*TINY, "data=manifest", f"data.manifest=[{emo},{tess}]")
     raw, out = tmp_path / "data" / "raw", tmp_path / "data" / "processed"
     fetch_data(cfg.data, raw)
@@ -136,7 +113,7 @@ def test_two_corpora_become_one_dataset_split_by_speaker(tmp_path):
 
 def test_a_split_column_is_followed(tmp_path, caplog):
     split = {"a": "train", "b": "train", "c": "val", "d": "test"}.get
-    manifest = _corpus(tmp_path, {s: "" for s in "abcd"}, ["sad", "happy"], split=split)
+    manifest = voice_corpus(tmp_path, {s: "" for s in "abcd"}, ["sad", "happy"], split=split)
     cfg = compose_config(*TINY, "data=manifest", f"data.manifest={manifest}")
     fetch_data(cfg.data, tmp_path / "raw")
     make_dataset(cfg, tmp_path / "raw", tmp_path / "processed")
@@ -150,7 +127,7 @@ def test_a_split_column_is_followed(tmp_path, caplog):
 
 def test_labels_outside_the_class_set_are_skipped_and_counted(tmp_path):
     speakers = {"03": "male", "08": "female", "10": "male", "09": "female", "11": "male", "13": ""}
-    manifest = _corpus(tmp_path, speakers, ["angry", "boredom"])
+    manifest = voice_corpus(tmp_path, speakers, ["angry", "boredom"])
     cfg = compose_config(
         *TINY,
         "data=manifest",

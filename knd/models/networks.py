@@ -87,6 +87,11 @@ class Network(nn.Module, ABC):
     def classify(self, embedding: torch.Tensor) -> torch.Tensor:
         """The pooled embedding -> logits."""
 
+    @property
+    @abstractmethod
+    def output(self) -> nn.Linear:
+        """The last linear layer, the only one whose shape depends on the label count."""
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classify(self.embed(x))
 
@@ -113,6 +118,10 @@ class CNN(Network):
 
     def classify(self, embedding: torch.Tensor) -> torch.Tensor:
         return self.head[-1](embedding)
+
+    @property
+    def output(self) -> nn.Linear:
+        return self.head[-1]
 
 
 class PooledHead(nn.Module):
@@ -142,6 +151,10 @@ class PooledNet(Network):
 
     def classify(self, embedding: torch.Tensor) -> torch.Tensor:
         return self.head.classify(embedding)
+
+    @property
+    def output(self) -> nn.Linear:
+        return self.head.classify[-1]
 
 
 class SERNet(PooledNet):

@@ -42,7 +42,7 @@ def release(
         raise KndError(f"{metrics_path}: not found; run `knd evaluate` first") from None
     data = load_processed(data_dir)
     everyone = dataclasses.replace(data, meta=data.meta.assign(split="train"))
-    mean, std = band_stats(data.features)  # normalise as the release's own training data
+    mean, std = band_stats(data.features)  # as its own training data (fine-tuning: the init's)
     return fit(
         cfg,
         dataclasses.replace(everyone, mean=mean, std=std),

@@ -28,6 +28,7 @@ from knd.models.classifier import Classifier
 from knd.paths import HELD_OUT_MODEL
 from knd.training.augment import Augmenter
 from knd.training.evaluate import evaluate_split
+from knd.training.finetune import hold_statistics, start_from
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +121,8 @@ class Trainer:
                 "spectrogram masks are not applied (mixup is); augment=none turns them off",
                 feature_cfg.kind,
             )
+        init, freeze = cfg.train.init_from, cfg.train.freeze_encoder
+        self.init_from = start_from(self.model, init, freeze) if init else None
         # channels-last convolutions are 1.5-2.5x faster on CPUs and tensor cores alike
         self.model.to(rt.device, memory_format=torch.channels_last)
         self.net = self.model.net
@@ -131,7 +134,8 @@ class Trainer:
             raise KndError("train: the training split is empty; check the split settings")
         per_rank = len(self.train_index) // rt.world_size
         self.steps = max(1, per_rank // cfg.train.batch_size)
-        self.optimizer = build_optimizer(cfg, self.model.net.parameters())
+        trainable = [p for p in self.model.net.parameters() if p.requires_grad]
+        self.optimizer = build_optimizer(cfg, trainable)
         self.scheduler = build_scheduler(cfg, self.optimizer, self.steps)
         self.scaler = torch.amp.GradScaler(enabled=rt.amp)
         self.loss = nn.CrossEntropyLoss(label_smoothing=cfg.train.label_smoothing)
@@ -162,6 +166,8 @@ class Trainer:
         cfg = self.cfg.train
         gen = seed_everything(cfg.seed * 1000 + self.epoch)
         self.net.train()
+        if cfg.freeze_encoder:
+            hold_statistics(self.model.net)
         losses = []
         bar = tqdm(
             self.batches(gen),
@@ -342,6 +348,7 @@ def fit(
             validation=validation,
             history=trainer.history,
             trained_on_actors=sorted(set(data.meta["speaker"].iloc[trainer.train_index].tolist())),
+            init_from=trainer.init_from,
             **extra,
         )
         scores = f": val uar {validation['val_uar']:.4f}" if validate else ""
