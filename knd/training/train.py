@@ -23,7 +23,7 @@ from tqdm import tqdm
 from knd.config import Config, FeatureConfig, from_dict, to_dict
 from knd.data.processed import Processed, load_processed
 from knd.errors import KndError
-from knd.metrics import scalars
+from knd.metrics import classification_metrics, scalars
 from knd.models.classifier import Classifier
 from knd.paths import HELD_OUT_MODEL
 from knd.training.augment import Augmenter
@@ -196,6 +196,22 @@ class Trainer:
             bar.set_postfix(loss=f"{sum(losses) / len(losses):.3f}")
         return sum(losses) / len(losses)
 
+    @torch.no_grad()
+    def validate(self) -> dict:
+        """Validation scores: whole clips, in windows, as `predict` scores them; with an encoder,
+        its cached centre windows (scoring whole clips would run the encoder every epoch)."""
+        if not self.cached:
+            return evaluate_split(self.model, self.data, "val")
+        index = self.data.indices("val")
+        self.model.eval()
+        logits = [
+            self.model.net(self.model.normalise(self.data.features[chunk].to(self.rt.device)))
+            for chunk in index.split(self.cfg.train.batch_size)
+        ]
+        return classification_metrics(
+            torch.cat(logits).cpu(), self.data.target[index], self.data.labels
+        )
+
     def criterion(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Cross-entropy; an ensemble's `(members, batch, classes)` logits: the members' mean."""
         if logits.dim() == 3:
@@ -290,7 +306,7 @@ def fit(
         trainer.epoch += 1
         decided = torch.zeros(2, dtype=torch.float64)  # by rank 0: [validation UAR, stop]
         if rt.main:
-            val = scalars(evaluate_split(trainer.model, data, "val")) if validate else {}
+            val = scalars(trainer.validate()) if validate else {}
             if cfg.train.scheduler == "plateau":
                 trainer.scheduler.step(val["uar"])
             row = {
