@@ -202,6 +202,12 @@ class AugmentConfig:
             or self.band_p
         )
 
+    @property
+    def masks_enabled(self) -> bool:
+        return bool(
+            (self.freq_masks and self.freq_mask_width) or (self.time_masks and self.time_mask_width)
+        )
+
 
 @dataclass
 class TrainConfig:

@@ -100,7 +100,11 @@ class Classifier(nn.Module):
         A checkpoint saved by an older knd whose architecture has since changed is reported as
         stale, with its first mismatching weight, instead of torch's wall of size mismatches.
         """
-        state = read_checkpoint(path, map_location)
+        return cls.from_checkpoint(read_checkpoint(path, map_location), path)
+
+    @classmethod
+    def from_checkpoint(cls, state: dict[str, Any], path: str | Path) -> Classifier:
+        """`load` for a checkpoint already read by `read_checkpoint` (`path` names it in errors)."""
         model_cfg = state.get("model_config")
         name = model_cfg.get("name", "model") if isinstance(model_cfg, dict) else "model"
         try:

@@ -38,7 +38,8 @@ def start_from(model: Classifier, path: str | Path, freeze_encoder: bool) -> dic
     if not path.is_file():
         raise KndError(f"train.init_from: {path} not found (a path from the project folder)")
     try:
-        source = Classifier.load(path)
+        checkpoint = read_checkpoint(path)
+        source = Classifier.from_checkpoint(checkpoint, path)
     except KndError as err:  # not a checkpoint, or one of another knd version
         raise KndError(f"train.init_from: {err}") from None
     _require_same(path, "model", to_dict(source.model_cfg), to_dict(model.model_cfg))
@@ -72,7 +73,7 @@ def start_from(model: Classifier, path: str | Path, freeze_encoder: bool) -> dic
         "labels": source.labels,
         "output_layer": output,
         "frozen_encoder": freeze_encoder,
-        "trained_on_actors": read_checkpoint(path).get("trained_on_actors"),
+        "trained_on_actors": checkpoint.get("trained_on_actors"),
     }
 
 

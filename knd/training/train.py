@@ -115,7 +115,7 @@ class Trainer:
         # An encoder's hidden states are cached once: augmenting waveforms would mean running
         # the encoder every step, and SpecAugment's masks are made for spectrogram images.
         self.cached = feature_cfg.is_encoder
-        if self.cached and (cfg.augment.waveform_enabled or _masks(cfg)):
+        if self.cached and (cfg.augment.waveform_enabled or cfg.augment.masks_enabled):
             log.warning(
                 "features=%s: training on the cached encoder states; waveform augmentation and "
                 "spectrogram masks are not applied (mixup is); augment=none turns them off",
@@ -386,11 +386,6 @@ def fit(
         del trainer  # DDP's reducer must go before its process group, or gloo hangs at exit
         dist.destroy_process_group()
     return result
-
-
-def _masks(cfg: Config) -> bool:
-    a = cfg.augment
-    return bool((a.freq_masks and a.freq_mask_width) or (a.time_masks and a.time_mask_width))
 
 
 def _log_epoch(live, tracker, row: dict) -> None:
