@@ -240,6 +240,15 @@ class TrainConfig:
 
 
 @dataclass
+class ReleaseConfig:
+    start: Literal["scratch", "heldout"]
+    epochs: int
+
+    def __post_init__(self):
+        _check(self.epochs >= 1, "release.epochs", ">= 1")
+
+
+@dataclass
 class WandbConfig:
     mode: Literal["offline", "online", "disabled"]
     project: str
@@ -254,6 +263,7 @@ class Config:
     model: ModelConfig
     augment: AugmentConfig
     train: TrainConfig
+    release: ReleaseConfig
     wandb: WandbConfig
 
     def __post_init__(self):

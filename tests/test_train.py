@@ -208,6 +208,31 @@ def test_release_trains_on_every_actor_and_carries_the_held_out_numbers(processe
     assert len(released["history"]) == 2 and "val_uar" not in released["history"][-1]
 
 
+@pytest.mark.slow
+def test_a_release_from_the_held_out_model_continues_it_on_every_actor(processed, tmp_path):
+    _run(processed, tmp_path)
+    heldout = torch.load(tmp_path / "model.pt", weights_only=True)
+    cfg = compose_config(*TINY, "release.start=heldout", "release.epochs=3", "train.epochs=5")
+    release(
+        cfg,
+        processed,
+        tmp_path / "model.pt",
+        tmp_path / "reports" / "metrics.json",
+        tmp_path / "release.pt",
+        tmp_path / "release_last.pt",
+    )
+    released = torch.load(tmp_path / "release.pt", weights_only=True)
+    assert released["trained_on_actors"] == sorted(set(load_processed(processed).meta["speaker"]))
+    assert released["init_from"]["path"] == str(tmp_path / "model.pt")
+    assert released["init_from"]["output_layer"] == "kept"
+    assert len(released["history"]) == 3, "release.epochs, not train.epochs"
+    before, after = heldout["state_dict"], released["state_dict"]
+    for key in ("mean", "std"):  # the normalisation the weights learnt with
+        assert torch.equal(after[key], before[key])
+    moved = [k for k in before if k.endswith("weight") and not torch.equal(after[k], before[k])]
+    assert moved, "the held-out weights were not trained on"
+
+
 def test_without_validation_actors_only_the_last_epoch_can_be_kept(processed, tmp_path):
     data = load_processed(processed)
     everyone = dataclasses.replace(data, meta=data.meta.assign(split="train"))
