@@ -18,7 +18,7 @@ def test_fix_length_centre_crops_and_pads():
     assert fix_length(torch.ones(2, 5), 5).shape == (2, 5)
 
 
-@pytest.mark.parametrize(("kind", "bins"), [("logmel", 64), ("mfcc", 40), ("spectrogram", 321)])
+@pytest.mark.parametrize(("kind", "bins"), [("logmel", 40), ("mfcc", 40), ("spectrogram", 321)])
 def test_shapes_match_the_config(kind, bins):
     cfg = dataclasses.replace(compose_config().features, kind=kind)
     out = FrontEnd(cfg)(torch.randn(3, cfg.num_samples))

@@ -91,7 +91,7 @@ def test_bad_files_are_reported_and_skipped(tmp_path, caplog):
     data = load_processed(out)
     assert data.audio.dtype == torch.int16 and len(data.offsets) == 129
     assert {len(data.clip(i)) for i in range(128)} == {round(1.5 * SR)}  # whole, at 16 kHz
-    assert data.features.shape == (128, 64, cfg.features.num_frames)
+    assert data.features.shape == (128, cfg.features.num_bins, cfg.features.num_frames)
     assert set(data.meta["split"]) == {"train", "val", "test"}
     assert {"path", "emotion", "label", "speaker", "gender", "corpus"} <= set(data.meta.columns)
     assert set(data.meta["speaker"]) == set(range(1, 9)) and set(data.meta["corpus"]) == {"ravdess"}

@@ -9,7 +9,7 @@ from helpers.project import compose_config
 from knd.errors import KndError
 from knd.models.networks import build_model, count_parameters
 
-# (group, parameter range in millions) at the default 64 mel bands x 251 frames, 8 classes
+# (group, parameter range in millions) at the default 40 mel bands x 251 frames, 8 classes
 EXPECTED = {
     "cnn": (0.35, 0.45),
     "resnet18": (11.0, 11.5),

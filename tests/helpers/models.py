@@ -21,6 +21,7 @@ def make_checkpoint(path: Path, *overrides: str) -> Path:
     """
     torch.manual_seed(0)
     cfg = compose_config("features.duration=2.0", *(overrides or TINY_CNN))
-    mean, std = torch.full((64,), -6.0), torch.full((64,), 3.0)  # log-mel scale of speech
+    bins = cfg.features.num_bins
+    mean, std = torch.full((bins,), -6.0), torch.full((bins,), 3.0)  # log-mel scale of speech
     Classifier(cfg.model, cfg.features, LABELS, mean, std).save(path, history=[])
     return path
