@@ -108,7 +108,7 @@ def train(params: Params = DEFAULT_PARAMS) -> None:
 
 @app.command()
 def release(params: Params = DEFAULT_PARAMS) -> None:
-    """Train the same recipe on every actor -> models/model.pt, the model predict/serve use."""
+    """Train on every actor (continuing models/heldout.pt) -> models/model.pt, for predict/serve."""
     from knd.training.release import release as run
 
     run(_config(params))

@@ -189,7 +189,7 @@ def test_release_trains_on_every_actor_and_carries_the_held_out_numbers(processe
     assert float(heldout["state_dict"]["temperature"]) == 1.0, "measured, never fitted on itself"
     temperature = json.loads(_metrics(tmp_path))["temperature"]  # fitted on the test actors
     assert temperature != 1.0
-    cfg = compose_config(*TINY, "train.calibrate=true")
+    cfg = compose_config(*TINY, "train.calibrate=true", "release.start=scratch")
     release(
         cfg,
         processed,

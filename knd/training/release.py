@@ -61,6 +61,7 @@ def release(
         heldout={
             "model": str(heldout_path),
             "trained_on_actors": heldout["trained_on_actors"],
+            "init_from": heldout.get("init_from"),
             "metrics": metrics,
         },
     )

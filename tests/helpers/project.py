@@ -34,6 +34,7 @@ TINY = (
     "train.epochs=2",
     "train.batch_size=16",
     "train.num_threads=2",
+    "release.epochs=2",
     "wandb.mode=disabled",
     "model.channels=[8,16,16,32]",
 )
