@@ -182,6 +182,14 @@ def test_plateau_scheduler_keeps_the_ranks_in_step(processed, tmp_path):
     assert all(torch.equal(rank0["weights"][k], rank1["weights"][k]) for k in rank0["weights"])
 
 
+def _release(processed: Path, out: Path, *overrides: str) -> dict:
+    """The release of `_run`'s held-out model in `out`, as `knd release` makes it."""
+    cfg = compose_config(*TINY, *overrides)
+    model, state = out / "release.pt", out / "release_last.pt"
+    release(cfg, processed, out / "model.pt", out / "reports" / "metrics.json", model, state)
+    return torch.load(model, weights_only=True)
+
+
 @pytest.mark.slow
 def test_release_trains_on_every_actor_and_carries_the_held_out_numbers(processed, tmp_path):
     _run(processed, tmp_path)  # the held-out model and its reports
@@ -189,16 +197,7 @@ def test_release_trains_on_every_actor_and_carries_the_held_out_numbers(processe
     assert float(heldout["state_dict"]["temperature"]) == 1.0, "measured, never fitted on itself"
     temperature = json.loads(_metrics(tmp_path))["temperature"]  # fitted on the test actors
     assert temperature != 1.0
-    cfg = compose_config(*TINY, "train.calibrate=true", "release.start=scratch")
-    release(
-        cfg,
-        processed,
-        tmp_path / "model.pt",
-        tmp_path / "reports" / "metrics.json",
-        tmp_path / "release.pt",
-        tmp_path / "release_last.pt",
-    )
-    released = torch.load(tmp_path / "release.pt", weights_only=True)
+    released = _release(processed, tmp_path, "train.calibrate=true", "release.start=scratch")
     everyone = sorted(set(load_processed(processed).meta["speaker"]))
     assert released["trained_on_actors"] == everyone
     assert set(heldout["trained_on_actors"]) < set(everyone)  # test and val actors held out
@@ -212,16 +211,9 @@ def test_release_trains_on_every_actor_and_carries_the_held_out_numbers(processe
 def test_a_release_from_the_held_out_model_continues_it_on_every_actor(processed, tmp_path):
     _run(processed, tmp_path)
     heldout = torch.load(tmp_path / "model.pt", weights_only=True)
-    cfg = compose_config(*TINY, "release.start=heldout", "release.epochs=3", "train.epochs=5")
-    release(
-        cfg,
-        processed,
-        tmp_path / "model.pt",
-        tmp_path / "reports" / "metrics.json",
-        tmp_path / "release.pt",
-        tmp_path / "release_last.pt",
+    released = _release(
+        processed, tmp_path, "release.start=heldout", "release.epochs=3", "train.epochs=5"
     )
-    released = torch.load(tmp_path / "release.pt", weights_only=True)
     assert released["trained_on_actors"] == sorted(set(load_processed(processed).meta["speaker"]))
     assert released["init_from"]["path"] == str(tmp_path / "model.pt")
     assert released["init_from"]["output_layer"] == "kept"
