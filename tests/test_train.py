@@ -19,6 +19,7 @@ from knd.metrics import scalars
 from knd.models.classifier import Classifier
 from knd.training.augment import Augmenter
 from knd.training.evaluate import evaluate, evaluate_split
+from knd.training.finetune import output_keys
 from knd.training.release import release
 from knd.training.train import Trainer, fit, train
 
@@ -223,6 +224,18 @@ def test_a_release_from_the_held_out_model_continues_it_on_every_actor(processed
         assert torch.equal(after[key], before[key])
     moved = [k for k in before if k.endswith("weight") and not torch.equal(after[k], before[k])]
     assert moved, "the held-out weights were not trained on"
+
+
+@pytest.mark.slow
+def test_a_release_keeps_a_frozen_encoder_frozen(processed, tmp_path):
+    _run(processed, tmp_path)  # the held-out model the release continues
+    heldout = torch.load(tmp_path / "model.pt", weights_only=True)["state_dict"]
+    frozen = (f"train.init_from={tmp_path / 'model.pt'}", "train.freeze_encoder=true")
+    released = _release(processed, tmp_path, *frozen, "release.epochs=1")["state_dict"]
+    moved = {
+        k for k in heldout if k.startswith("net.") and not torch.equal(released[k], heldout[k])
+    }
+    assert moved and moved <= set(output_keys(Classifier.load(tmp_path / "release.pt")))
 
 
 def test_without_validation_actors_only_the_last_epoch_can_be_kept(processed, tmp_path):

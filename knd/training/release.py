@@ -46,8 +46,9 @@ def release(
     everyone = dataclasses.replace(data, meta=data.meta.assign(split="train"))
     mean, std = band_stats(data.features)  # as its own training data (fine-tuning: the init's)
     if cfg.release.start == "heldout":  # the held-out model's weights and normalisation go on
+        # a frozen encoder stays frozen
         train = dataclasses.replace(
-            cfg.train, init_from=str(heldout_path), epochs=cfg.release.epochs, freeze_encoder=False
+            cfg.train, init_from=str(heldout_path), epochs=cfg.release.epochs
         )
         cfg = dataclasses.replace(cfg, train=train)
     return fit(
