@@ -44,16 +44,17 @@ def release(
         raise KndError(f"{metrics_path}: not found; run `knd evaluate` first") from None
     data = load_processed(data_dir)
     everyone = dataclasses.replace(data, meta=data.meta.assign(split="train"))
-    mean, std = band_stats(data.features)  # as its own training data (fine-tuning: the init's)
-    if cfg.release.start == "heldout":  # the held-out model's weights and normalisation go on
-        # a frozen encoder stays frozen
+    if cfg.release.start == "heldout":  # its weights go on (a frozen encoder stays frozen)
         train = dataclasses.replace(
             cfg.train, init_from=str(heldout_path), epochs=cfg.release.epochs
         )
         cfg = dataclasses.replace(cfg, train=train)
+    if not cfg.train.init_from:  # a starting checkpoint brings its own normalisation
+        mean, std = band_stats(data.features)  # as its own training data
+        everyone = dataclasses.replace(everyone, mean=mean, std=std)
     return fit(
         cfg,
-        dataclasses.replace(everyone, mean=mean, std=std),
+        everyone,
         model_path,
         None,
         state_path,
