@@ -175,6 +175,7 @@ class AugmentConfig:
     mixup_alpha: float
     reverb_p: float
     rt60: list[float]
+    drr_db: list[float]
     babble_p: float
     babble_snr_db: list[float]
     band_p: float
@@ -186,6 +187,7 @@ class AugmentConfig:
         _check(len(self.speed) == 2 and min(self.speed) > 0, "augment.speed", "[low, high] > 0")
         _check(0 <= self.time_shift < 1, "augment.time_shift", "a fraction in [0, 1)")
         _check(len(self.rt60) == 2 and min(self.rt60) > 0, "augment.rt60", "[low, high] > 0 s")
+        _check(len(self.drr_db) == 2, "augment.drr_db", "[low, high]")
         _check(len(self.babble_snr_db) == 2, "augment.babble_snr_db", "[low, high]")
 
     @property

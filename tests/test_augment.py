@@ -50,11 +50,17 @@ def test_noise_hits_the_sampled_snr():
     assert torch.allclose(snr, torch.full((4,), 20.0), atol=0.5)
 
 
-def test_time_shift_moves_and_zero_fills():
-    wave = torch.ones(8, 1000)
+def test_time_shift_moves_each_clip_whole_and_zero_fills():
+    wave = torch.arange(1.0, 1001.0).repeat(8, 1)  # a ramp: a sample's value is its position
     out = _only(time_shift=0.2).waveform(wave, _gen())
-    zeros = (out == 0).sum(1)
-    assert (zeros <= 200).all() and zeros.any()
+    shifts = []
+    for row in out:
+        where = row.nonzero().squeeze(1)
+        assert torch.equal(where, torch.arange(int(where[0]), int(where[-1]) + 1))  # one piece
+        assert torch.equal(row[where].diff(), torch.ones(len(where) - 1))  # unchanged inside
+        shifts.append(int(where[0]) - int(row[where[0]]) + 1)
+        assert len(where) == 1000 - abs(shifts[-1])  # only what was moved out is gone
+    assert all(abs(s) <= 200 for s in shifts) and any(shifts)
 
 
 def test_polarity_inverts_some_clips():
@@ -143,6 +149,17 @@ def test_reverb_keeps_the_level_and_smears_the_sound_in_time():
     assert out[:, :8000].abs().max() < 1e-3  # and nothing comes before the click
     untouched = _only(reverb_p=1.0, rt60=[0.8, 0.8]).waveform(torch.zeros(2, 100), _gen())
     assert torch.equal(untouched, torch.zeros(2, 100))
+
+
+@pytest.mark.parametrize("drr_db", [-5.0, 0.0, 10.0])
+def test_reverb_has_the_drawn_direct_to_reverberant_ratio(drr_db):
+    """Within the noise of the tail's first sample, which the direct path lands on."""
+    wave = torch.zeros(4, 40000)
+    wave[:, 8000] = 1.0
+    out = _only(reverb_p=1.0, rt60=[1.0, 1.0], drr_db=[drr_db, drr_db]).waveform(wave, _gen())
+    direct, reverberant = out[:, 8000].square(), out[:, 8001:].square().sum(dim=1)
+    measured = 10 * torch.log10(direct / reverberant)
+    assert torch.allclose(measured, torch.full_like(measured, drr_db), atol=1.5)
 
 
 def test_babble_mixes_other_clips_at_the_drawn_snr():

@@ -99,6 +99,7 @@ def test_unknown_key_names_file_key_and_suggestion(tmp_path):
         ({"split__fold": 7}, "split.fold: must be in [0, split.k=5)"),
         ({"features__win_length": 4096}, "features.win_length: must be <= features.n_fft"),
         ({"augment__noise_p": 2.0}, "augment.noise_p: must be a probability"),
+        ({"augment__drr_db": [-15.0]}, "augment.drr_db: must be [low, high]"),
         ({"model__channels": "32,64"}, "model.channels: expected a list"),
     ],
 )
