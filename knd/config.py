@@ -183,12 +183,11 @@ class AugmentConfig:
     def __post_init__(self):
         for key in ("noise_p", "polarity_p", "pitch_p", "reverb_p", "babble_p", "band_p"):
             _check(0 <= getattr(self, key) <= 1, f"augment.{key}", "a probability in [0, 1]")
-        _check(len(self.noise_snr_db) == 2, "augment.noise_snr_db", "[low, high]")
+        for key in ("noise_snr_db", "drr_db", "babble_snr_db"):
+            _check(len(getattr(self, key)) == 2, f"augment.{key}", "[low, high]")
         _check(len(self.speed) == 2 and min(self.speed) > 0, "augment.speed", "[low, high] > 0")
         _check(0 <= self.time_shift < 1, "augment.time_shift", "a fraction in [0, 1)")
         _check(len(self.rt60) == 2 and min(self.rt60) > 0, "augment.rt60", "[low, high] > 0 s")
-        _check(len(self.drr_db) == 2, "augment.drr_db", "[low, high]")
-        _check(len(self.babble_snr_db) == 2, "augment.babble_snr_db", "[low, high]")
 
     @property
     def waveform_enabled(self) -> bool:
