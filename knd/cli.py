@@ -135,11 +135,19 @@ def cv(
     params: Params = DEFAULT_PARAMS,
     fold: Annotated[list[int] | None, typer.Option(help="Run only these folds.")] = None,
     out: Annotated[Path, typer.Option(help="Fold models and cv.json.")] = Path("reports/cv"),
+    release: Annotated[
+        bool,
+        typer.Option(
+            "--release",
+            help="Also measure the release recipe: each fold model goes on as `knd release` "
+            "does, on its validation actors too, and is scored on the same test actors.",
+        ),
+    ] = False,
 ) -> None:
     """k-fold cross-validation by actor (split.k folds) -> mean ± std UAR, WA, macro F1."""
     from knd.training.cv import cross_validate
 
-    cross_validate(_config(params), out_dir=out, folds=fold)
+    cross_validate(_config(params), out_dir=out, folds=fold, release=release)
 
 
 @app.command()

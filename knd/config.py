@@ -244,9 +244,11 @@ class TrainConfig:
 class ReleaseConfig:
     start: Literal["scratch", "heldout"]
     epochs: int
+    lr: float
 
     def __post_init__(self):
         _check(self.epochs >= 1, "release.epochs", ">= 1")
+        _check(self.lr > 0, "release.lr", "> 0")
 
 
 @dataclass

@@ -100,6 +100,7 @@ def test_unknown_key_names_file_key_and_suggestion(tmp_path):
         ({"features__win_length": 4096}, "features.win_length: must be <= features.n_fft"),
         ({"augment__noise_p": 2.0}, "augment.noise_p: must be a probability"),
         ({"augment__drr_db": [-15.0]}, "augment.drr_db: must be [low, high]"),
+        ({"release__lr": 0.0}, "release.lr: must be > 0"),
         ({"model__channels": "32,64"}, "model.channels: expected a list"),
     ],
 )

@@ -10,7 +10,7 @@ import pytest
 import torch
 from helpers.project import TINY, compose_config
 
-from knd.data.processed import Processed
+from knd.data.processed import Processed, load_processed
 from knd.data.splits import kfold_test_speakers
 from knd.training.calibration import WindowPredictions
 from knd.training.cv import (
@@ -136,3 +136,25 @@ def test_cross_validation_scores_every_tested_clip_once_and_pools_them(processed
     right = (predictions["actual"] == predictions["predicted"]).mean()
     assert summary["pooled"]["accuracy"] == pytest.approx(right, abs=1e-4)
     assert json.loads((tmp_path / "cv.json").read_text()) == summary
+
+
+@pytest.mark.slow
+def test_the_release_recipe_goes_on_with_the_validation_actors_and_is_scored_on_the_test_ones(
+    processed, tmp_path
+):
+    overrides = ("split=kfold", "split.k=3", "train.epochs=1", "release.epochs=2")
+    cfg = compose_config(*TINY, *overrides, "release.lr=0.0007")
+    summary = cross_validate(cfg, processed, tmp_path, folds=[0], release=True)
+    heldout = torch.load(tmp_path / "fold0" / "model.pt", weights_only=True)
+    released = torch.load(tmp_path / "fold0" / "release.pt", weights_only=True)
+    test_actors = summary["folds"][0]["test_actors"]
+    everyone = set(load_processed(processed).meta["speaker"])
+    assert released["trained_on_actors"] == sorted(everyone - set(test_actors))
+    assert set(heldout["trained_on_actors"]) < set(released["trained_on_actors"])
+    assert released["init_from"]["path"] == str(tmp_path / "fold0" / "model.pt")
+    assert len(released["history"]) == 2 and released["train_config"]["lr"] == 0.0007
+    scores = summary["folds"][0]["release"]
+    assert 0 <= scores["uar"] <= 1 and scores["seconds"] > 0
+    assert summary["release"]["uar"] == {"mean": round(scores["uar"], 4), "std": 0.0}
+    assert summary["release"]["settings"] == {"start": "heldout", "epochs": 2, "lr": 0.0007}
+    assert "| release recipe, + validation actors |" in format_table(summary)

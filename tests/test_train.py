@@ -196,6 +196,13 @@ def test_release_trains_on_every_actor_and_carries_the_held_out_numbers(processe
     _run(processed, tmp_path)  # the held-out model and its reports
     heldout = torch.load(tmp_path / "model.pt", weights_only=True)
     assert float(heldout["state_dict"]["temperature"]) == 1.0, "measured, never fitted on itself"
+    assert heldout["trained_with"] == {
+        "torch": str(torch.__version__),
+        "device": "cpu",
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "threads": 2,  # TINY's train.num_threads
+        "processes": 1,
+    }
     temperature = json.loads(_metrics(tmp_path))["temperature"]  # fitted on the test actors
     assert temperature != 1.0
     released = _release(processed, tmp_path, "train.calibrate=true", "release.start=scratch")
@@ -213,12 +220,18 @@ def test_a_release_from_the_held_out_model_continues_it_on_every_actor(processed
     _run(processed, tmp_path)
     heldout = torch.load(tmp_path / "model.pt", weights_only=True)
     released = _release(
-        processed, tmp_path, "release.start=heldout", "release.epochs=3", "train.epochs=5"
+        processed,
+        tmp_path,
+        "release.start=heldout",
+        "release.epochs=3",
+        "train.epochs=5",
+        "release.lr=0.0007",
     )
     assert released["trained_on_actors"] == sorted(set(load_processed(processed).meta["speaker"]))
     assert released["init_from"]["path"] == str(tmp_path / "model.pt")
     assert released["init_from"]["output_layer"] == "kept"
     assert len(released["history"]) == 3, "release.epochs, not train.epochs"
+    assert released["train_config"]["lr"] == 0.0007, "release.lr, not train.lr"
     before, after = heldout["state_dict"], released["state_dict"]
     for key in ("mean", "std"):  # the normalisation the weights learnt with
         assert torch.equal(after[key], before[key])

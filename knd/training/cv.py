@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from knd.config import Config
+from knd.config import Config, to_dict
 from knd.data.processed import Processed, load_processed
 from knd.data.splits import assign_splits, kfold_test_speakers, speaker_genders
 from knd.metrics import classification_metrics, scalars
@@ -35,6 +35,7 @@ from knd.training.calibration import (
     fit_pooled,
 )
 from knd.training.evaluate import predictions_table, score_windows
+from knd.training.release import fit_release
 from knd.training.train import fit
 
 log = logging.getLogger(__name__)
@@ -73,12 +74,38 @@ def fold_data(data: Processed, cfg: Config, fold: int) -> Processed:
     return dataclasses.replace(resplit, mean=mean, std=std)
 
 
+def split_scores(scored: WindowPredictions, labels: list[str]) -> dict:
+    probabilities = scored.probabilities()
+    metrics = scalars(classification_metrics(probabilities, scored.target, labels))
+    return {**metrics, "ece": expected_calibration_error(probabilities, scored.target)}
+
+
+def released_fold(cfg: Config, data: Processed, fold_dir: Path) -> dict:
+    """The release recipe on a fold: its held-out model goes on learning from the validation
+    actors too, as `knd release` goes on with every actor, and is scored on the same test actors."""
+    start = time.perf_counter()
+    meta = data.meta.assign(split=data.meta["split"].replace("val", "train"))
+    model_path = fold_dir / "release.pt"
+    fit_release(
+        cfg,
+        dataclasses.replace(data, meta=meta),
+        fold_dir / "model.pt",
+        model_path,
+        fold_dir / "release_last.pt",
+        job_type="release",
+    )
+    _, scored = score_windows(Classifier.load(model_path), data, "test")
+    return {"seconds": time.perf_counter() - start, **split_scores(scored, data.labels)}
+
+
 def cross_validate(
     cfg: Config,
     data_dir: Path = Path("data/processed"),
     out_dir: Path = Path("reports/cv"),
     folds: list[int] | None = None,
+    release: bool = False,
 ) -> dict:
+    """`release`: also measure the release recipe on every fold (`released_fold`)."""
     data = load_processed(data_dir)
     test_actors = kfold_test_speakers(speaker_genders(data.meta), cfg.split.k, cfg.split.seed)
     results, predictions, paths = [], [], []
@@ -92,14 +119,19 @@ def cross_validate(
         index, scored = score_windows(model, fdata, "test")
         predictions.append(scored)
         paths.append(fdata.meta["path"].iloc[index.numpy()].tolist())
-        probabilities, target = scored.probabilities(), scored.target
-        metrics = scalars(classification_metrics(probabilities, target, fdata.labels))
-        metrics["ece"] = expected_calibration_error(probabilities, target)
+        metrics = split_scores(scored, fdata.labels)
         seconds = time.perf_counter() - start
         results.append(
             {"fold": fold, "test_actors": test_actors[fold], "seconds": seconds, **metrics}
         )
         log.info("fold %d: %s", fold, "  ".join(f"{k} {metrics[k]:.4f}" for k in HEADLINE))
+        if release:
+            results[-1]["release"] = released_fold(cfg, fdata, fold_dir)
+            log.info(
+                "fold %d, release recipe: %s",
+                fold,
+                "  ".join(f"{k} {results[-1]['release'][k]:.4f}" for k in HEADLINE),
+            )
     summary = summarise(results, cfg)
     if len(predictions) > 1:
         summary["pooled"] = pooled_calibration(predictions, data.labels)
@@ -127,18 +159,25 @@ def write_predictions(
 
 
 def summarise(results: list[dict], cfg: Config) -> dict:
-    def mean_std(key: str) -> dict[str, float]:
-        values = [r[key] for r in results]
+    def mean_std(rows: list[dict], key: str) -> dict[str, float]:
+        values = [r[key] for r in rows]
         std = statistics.stdev(values) if len(values) > 1 else 0.0
         return {"mean": round(statistics.fmean(values), 4), "std": round(std, 4)}
 
-    return {
+    summary = {
         "model": cfg.model.name,
         "k": cfg.split.k,
         "epochs": cfg.train.epochs,
         "folds": results,
-        **{key: mean_std(key) for key in HEADLINE},
+        **{key: mean_std(results, key) for key in HEADLINE},
     }
+    released = [r["release"] for r in results if "release" in r]
+    if released:
+        summary["release"] = {
+            "settings": to_dict(cfg.release),
+            **{key: mean_std(released, key) for key in HEADLINE},
+        }
+    return summary
 
 
 def format_table(summary: dict) -> str:
@@ -149,8 +188,13 @@ def format_table(summary: dict) -> str:
         rows.append(
             f"| {r['fold']} | {actors} | " + " | ".join(f"{r[k]:.3f}" for _, k in TABLE) + " |"
         )
-    spread = (f"{summary[k]['mean']:.3f} ± {summary[k]['std']:.3f}" for _, k in TABLE)
-    rows.append("| mean ± std | | " + " | ".join(spread) + " |")
+
+    def spread(scores: dict) -> str:
+        return " | ".join(f"{scores[k]['mean']:.3f} ± {scores[k]['std']:.3f}" for _, k in TABLE)
+
+    rows.append(f"| mean ± std | | {spread(summary)} |")
+    if "release" in summary:
+        rows.append(f"| release recipe, + validation actors | | {spread(summary['release'])} |")
     if "pooled" in summary:
         pooled = summary["pooled"]
         rows.append(

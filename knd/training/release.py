@@ -5,10 +5,10 @@ The held-out model (`train`, `models/heldout.pt`) exists to be measured: `evalua
 because more voices generalise better (on RAVDESS actors that neither model heard, 20 training
 actors scored UAR 0.65 where 14 scored 0.55): either the held-out recipe again from scratch
 (`release.start=scratch`), or the held-out model continued on every actor for `release.epochs`
-(`heldout`), a fraction of the time. Nothing is left to score the release on, so its checkpoint
-carries the held-out model's numbers; with `train.calibrate` it also takes the temperature
-`evaluate` fitted on the held-out model's test actors, which calibrates a model of the same
-recipe.
+at `release.lr` (`heldout`), a fraction of the time. Nothing is left to score the release on, so
+its checkpoint carries the held-out model's numbers (`knd cv --release` measures the recipe on
+folds); with `train.calibrate` it also takes the temperature `evaluate` fitted on the held-out
+model's test actors, which calibrates a model of the same recipe.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 
 from knd.config import Config
-from knd.data.processed import load_processed
+from knd.data.processed import Processed, load_processed
 from knd.errors import KndError
 from knd.models.classifier import read_checkpoint
 from knd.models.features import band_stats
@@ -44,19 +44,11 @@ def release(
         raise KndError(f"{metrics_path}: not found; run `knd evaluate` first") from None
     data = load_processed(data_dir)
     everyone = dataclasses.replace(data, meta=data.meta.assign(split="train"))
-    if cfg.release.start == "heldout":  # its weights go on (a frozen encoder stays frozen)
-        train = dataclasses.replace(
-            cfg.train, init_from=str(heldout_path), epochs=cfg.release.epochs
-        )
-        cfg = dataclasses.replace(cfg, train=train)
-    if not cfg.train.init_from:  # a starting checkpoint brings its own normalisation
-        mean, std = band_stats(data.features)  # as its own training data
-        everyone = dataclasses.replace(everyone, mean=mean, std=std)
-    return fit(
+    return fit_release(
         cfg,
         everyone,
+        heldout_path,
         model_path,
-        None,
         state_path,
         temperature=metrics["temperature"] if cfg.train.calibrate else 1.0,
         job_type="release",
@@ -67,3 +59,22 @@ def release(
             "metrics": metrics,
         },
     )
+
+
+def fit_release(
+    cfg: Config, data: Processed, heldout_path: Path, model_path: Path, state_path: Path, **extra
+) -> dict:
+    """The release recipe on `data`'s training split: `knd release` gives it every actor, `knd cv
+    --release` a fold's training and validation actors, to measure it on the fold's test actors."""
+    if cfg.release.start == "heldout":  # its weights go on (a frozen encoder stays frozen)
+        train = dataclasses.replace(
+            cfg.train,
+            init_from=str(heldout_path),
+            epochs=cfg.release.epochs,
+            lr=cfg.release.lr,
+        )
+        cfg = dataclasses.replace(cfg, train=train)
+    if not cfg.train.init_from:  # a starting checkpoint brings its own normalisation
+        mean, std = band_stats(data.features, data.indices("train"))  # as its own training data
+        data = dataclasses.replace(data, mean=mean, std=std)
+    return fit(cfg, data, model_path, None, state_path, **extra)

@@ -48,6 +48,20 @@ class Runtime:
     def main(self) -> bool:
         return self.rank == 0
 
+    def platform(self) -> dict:
+        """What the weights depend on besides the code and settings: the same seed gives the same
+        model only with the same PyTorch build, device and CPU instruction set (on AVX2 and
+        AVX-512 the kernels round differently, and training amplifies it)."""
+        return {
+            "torch": str(torch.__version__),
+            "device": torch.cuda.get_device_name(self.device)
+            if self.device.type == "cuda"
+            else "cpu",
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "threads": torch.get_num_threads(),
+            "processes": self.world_size,
+        }
+
     @classmethod
     def setup(cls, cfg: Config) -> Runtime:
         world_size = int(os.environ.get("WORLD_SIZE", "1"))
@@ -364,6 +378,7 @@ def fit(
             validation=validation,
             history=trainer.history,
             trained_on_actors=sorted(set(data.meta["speaker"].iloc[trainer.train_index].tolist())),
+            trained_with=rt.platform(),
             init_from=trainer.init_from,
             **extra,
         )
