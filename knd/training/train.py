@@ -50,8 +50,9 @@ class Runtime:
 
     def platform(self) -> dict:
         """What the weights depend on besides the code and settings: the same seed gives the same
-        model only with the same PyTorch build, device and CPU instruction set (on AVX2 and
-        AVX-512 the kernels round differently, and training amplifies it)."""
+        model only with the same PyTorch build, device, CPU instruction set and thread count (on
+        AVX2 and AVX-512, or one thread and two, the kernels add in other orders, and training
+        amplifies the difference)."""
         return {
             "torch": str(torch.__version__),
             "device": torch.cuda.get_device_name(self.device)
