@@ -74,6 +74,10 @@ def fold_data(data: Processed, cfg: Config, fold: int) -> Processed:
     return dataclasses.replace(resplit, mean=mean, std=std)
 
 
+def headline(scores: dict) -> str:
+    return "  ".join(f"{k} {scores[k]:.4f}" for k in HEADLINE)
+
+
 def split_scores(scored: WindowPredictions, labels: list[str]) -> dict:
     probabilities = scored.probabilities()
     metrics = scalars(classification_metrics(probabilities, scored.target, labels))
@@ -124,14 +128,10 @@ def cross_validate(
         results.append(
             {"fold": fold, "test_actors": test_actors[fold], "seconds": seconds, **metrics}
         )
-        log.info("fold %d: %s", fold, "  ".join(f"{k} {metrics[k]:.4f}" for k in HEADLINE))
+        log.info("fold %d: %s", fold, headline(metrics))
         if release:
             results[-1]["release"] = released_fold(cfg, fdata, fold_dir)
-            log.info(
-                "fold %d, release recipe: %s",
-                fold,
-                "  ".join(f"{k} {results[-1]['release'][k]:.4f}" for k in HEADLINE),
-            )
+            log.info("fold %d, release recipe: %s", fold, headline(results[-1]["release"]))
     summary = summarise(results, cfg)
     if len(predictions) > 1:
         summary["pooled"] = pooled_calibration(predictions, data.labels)
