@@ -127,7 +127,7 @@ class SplitConfig:
         _check(
             self.test_actors >= 2 and self.test_actors % 2 == 0, "split.test_actors", "even, >= 2"
         )
-        _check(self.val_actors >= 2 and self.val_actors % 2 == 0, "split.val_actors", "even, >= 2")
+        _check(self.val_actors >= 0 and self.val_actors % 2 == 0, "split.val_actors", "even, >= 0")
         _check(self.k >= 2, "split.k", ">= 2")
         _check(0 <= self.fold < self.k, "split.fold", f"in [0, split.k={self.k})")
         for key in ("test_fraction", "val_fraction"):

@@ -46,6 +46,16 @@ def test_training_curves_mark_the_saved_epoch_and_chance(figures, tmp_path):
     assert list(lines["uar"].get_ydata()) == [0.2, 0.35, 0.5, 0.45, 0.4]
 
 
+def test_training_curves_without_validation_actors_show_the_schedule(figures, tmp_path):
+    history = [{"epoch": e, "train_loss": 2 / e, "lr": 0.01 / e} for e in range(1, 6)]
+    plot.training_curves(history, 5, 8, tmp_path / "curves.png")
+    png_size(tmp_path / "curves.png")
+    (fig,) = figures
+    lines = {line.get_label(): line for line in fig.axes[1].get_lines()}
+    assert set(lines) == {"learning rate", "saved (epoch 5)"}
+    assert list(lines["learning rate"].get_ydata()) == [0.01 / e for e in range(1, 6)]
+
+
 def test_confusion_matrix_is_row_normalised_with_counts(figures, tmp_path):
     counts = [[8, 2, 0], [1, 1, 0], [0, 0, 0]]  # the last class has no test clips
     plot.confusion_matrix(counts, LABELS, tmp_path / "cm.png")

@@ -39,12 +39,23 @@ def _check_disjoint(meta):
 @either_archive
 def test_actor_split_holds_out_whole_actors_balanced_by_gender(actors):
     meta = _meta(actors)
-    meta["split"] = assign_splits(meta, compose_config().split)
+    meta["split"] = assign_splits(meta, compose_config("split.val_actors=2").split)
     sets = _check_disjoint(meta)
     assert len(sets["test"]) == 4 and len(sets["val"]) == 2
     assert sets["train"] == set(actors) - sets["test"] - sets["val"]
     for held_out in (sets["test"], sets["val"]):
         assert sum(a % 2 for a in held_out) == len(held_out) // 2
+
+
+@either_archive
+@pytest.mark.parametrize("strategy", ["actor", "kfold"])
+def test_without_validation_actors_they_train_and_the_test_actors_stay(strategy, actors):
+    meta = _meta(actors)
+    cfg = compose_config(f"split={strategy}").split
+    with_val = assign_splits(meta, dataclasses.replace(cfg, val_actors=2))
+    without = assign_splits(meta, dataclasses.replace(cfg, val_actors=0))
+    assert set(without) == {"train", "test"}
+    assert without.eq("test").equals(with_val.eq("test"))
 
 
 def test_actor_split_is_deterministic_and_seeded():

@@ -28,16 +28,23 @@ log = logging.getLogger(__name__)
 
 
 def training_curves(history: list[dict], saved_epoch: int, n_classes: int, out: Path) -> None:
+    """Loss, and validation scores; without validation actors (they trained too), the learning
+    rate, the schedule that alone decided the saved epoch."""
     epochs = [row["epoch"] for row in history]
-    fig, (loss_ax, score_ax) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (loss_ax, right_ax) = plt.subplots(1, 2, figsize=(11, 4))
     loss_ax.plot(epochs, [row["train_loss"] for row in history], label="train loss")
     loss_ax.set(xlabel="epoch", ylabel="loss", title="Training loss")
-    for key in ("val_uar", "val_accuracy", "val_f1_macro"):
-        score_ax.plot(epochs, [row[key] for row in history], label=key.removeprefix("val_"))
-    score_ax.axvline(saved_epoch, color="grey", ls="--", lw=1, label=f"saved (epoch {saved_epoch})")
-    score_ax.axhline(1 / n_classes, color="red", ls=":", lw=1, label="chance")
-    score_ax.set(xlabel="epoch", ylabel="score", title="Validation (held-out actors)", ylim=(0, 1))
-    for ax in (loss_ax, score_ax):
+    if "val_uar" in history[0]:
+        for key in ("val_uar", "val_accuracy", "val_f1_macro"):
+            right_ax.plot(epochs, [row[key] for row in history], label=key.removeprefix("val_"))
+        right_ax.axhline(1 / n_classes, color="red", ls=":", lw=1, label="chance")
+        right_ax.set(ylabel="score", title="Validation (held-out actors)", ylim=(0, 1))
+    else:
+        right_ax.plot(epochs, [row["lr"] for row in history], label="learning rate")
+        right_ax.set(ylabel="learning rate", title="Schedule (no validation actors)")
+    right_ax.axvline(saved_epoch, color="grey", ls="--", lw=1, label=f"saved (epoch {saved_epoch})")
+    right_ax.set(xlabel="epoch")
+    for ax in (loss_ax, right_ax):
         ax.grid(alpha=0.3)
         ax.legend()
     _save(fig, out)

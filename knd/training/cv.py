@@ -24,6 +24,7 @@ import torch
 from knd.config import Config, to_dict
 from knd.data.processed import Processed, load_processed
 from knd.data.splits import assign_splits, kfold_test_speakers, speaker_genders
+from knd.errors import KndError
 from knd.metrics import classification_metrics, scalars
 from knd.models.classifier import Classifier
 from knd.models.features import band_stats
@@ -110,6 +111,11 @@ def cross_validate(
     release: bool = False,
 ) -> dict:
     """`release`: also measure the release recipe on every fold (`released_fold`)."""
+    if release and not cfg.split.val_actors:
+        raise KndError(
+            "knd cv --release: the release recipe is measured by going on with each fold's "
+            "validation actors, and split.val_actors is 0; set it to 2 in the --params file"
+        )
     data = load_processed(data_dir)
     test_actors = kfold_test_speakers(speaker_genders(data.meta), cfg.split.k, cfg.split.seed)
     results, predictions, paths = [], [], []
