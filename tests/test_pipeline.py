@@ -39,7 +39,8 @@ def ran(output: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def project(subset_zip, tmp_path_factory) -> Path:
-    project = make_project(tmp_path_factory.mktemp("project"), subset_zip)
+    # the default's split: no validation actors (the shrunk configuration's other tests have 2)
+    project = make_project(tmp_path_factory.mktemp("project"), subset_zip, "split.val_actors=0")
     assert ran(dvc(project, "repro")) == list(STAGES)
     return project
 
@@ -58,6 +59,7 @@ def test_all_stages_write_outputs_that_agree(project):
     assert set(checkpoint["trained_on_actors"]) == set(
         meta.loc[meta["split"] == "train", "speaker"]
     )
+    assert set(meta["split"]) == {"train", "test"}
 
     # metrics.json is what predictions.csv says, on actors that training never heard
     metrics = json.loads((project / "reports/metrics.json").read_text())
