@@ -281,6 +281,15 @@ class Config:
                 "model.name: layer_head needs an encoder's layers "
                 f"(features={', '.join(ENCODERS)}), not features.kind={kind}"
             )
+        t = self.train
+        scored = {"train.select=best": t.select == "best", "train.patience": bool(t.patience)}
+        scored["train.scheduler=plateau"] = t.scheduler == "plateau"
+        if self.split.strategy != "random" and not self.split.val_actors and any(scored.values()):
+            needs = ", ".join(key for key, on in scored.items() if on)
+            raise ConfigError(
+                f"split.val_actors: 0 leaves no validation scores for {needs}; set "
+                "split.val_actors=2 (or leave those at their defaults)"
+            )
 
 
 def _check(ok: bool, key: str, expected: str) -> None:

@@ -102,12 +102,25 @@ def test_unknown_key_names_file_key_and_suggestion(tmp_path):
         ({"augment__drr_db": [-15.0]}, "augment.drr_db: must be [low, high]"),
         ({"release__lr": 0.0}, "release.lr: must be > 0"),
         ({"model__channels": "32,64"}, "model.channels: expected a list"),
+        (
+            {"train__select": "best"},
+            "split.val_actors: 0 leaves no validation scores for train.sel",
+        ),
+        (
+            {"train__patience": 3, "train__scheduler": "plateau"},
+            "no validation scores for train.patience, train.scheduler=plateau; set split",
+        ),
     ],
 )
 def test_bad_values_fail_with_a_clear_message(tmp_path, change, expected):
     with pytest.raises(ConfigError) as err:
         load_config(_write(tmp_path, **change))
     assert expected in str(err.value)
+
+
+def test_validation_actors_allow_what_needs_their_scores(tmp_path):
+    cfg = load_config(_write(tmp_path, train__select="best", split__val_actors=2))
+    assert cfg.train.select == "best" and cfg.split.val_actors == 2
 
 
 def test_a_missing_key_names_file_and_key(tmp_path):
