@@ -99,7 +99,7 @@ def test_speakers_of_unknown_gender_are_split_without_balancing():
     speakers = [f"spk{i}" for i in range(8)]
     rows = [{"speaker": s, "gender": "", "label": "e0"} for s in speakers for _ in range(3)]
     meta = pd.DataFrame(rows)
-    meta["split"] = assign_splits(meta, compose_config().split)
+    meta["split"] = assign_splits(meta, compose_config("split.val_actors=2").split)
     sets = {s: set(meta.loc[meta["split"] == s, "speaker"]) for s in ("train", "val", "test")}
     assert len(sets["test"]) == 4 and len(sets["val"]) == 2 and len(sets["train"]) == 2
     assert set().union(*sets.values()) == set(speakers)
