@@ -239,6 +239,16 @@ class TrainConfig:
         _check(0 <= self.label_smoothing < 1, "train.label_smoothing", "in [0, 1)")
         _check(self.patience >= 0, "train.patience", ">= 0 (0 disables early stopping)")
 
+    @property
+    def needs_validation(self) -> list[str]:
+        """The settings that act on validation scores, as overrides."""
+        settings = {
+            "train.select=best": self.select == "best",
+            "train.patience": bool(self.patience),
+            "train.scheduler=plateau": self.scheduler == "plateau",
+        }
+        return [key for key, on in settings.items() if on]
+
 
 @dataclass
 class ReleaseConfig:
@@ -281,13 +291,10 @@ class Config:
                 "model.name: layer_head needs an encoder's layers "
                 f"(features={', '.join(ENCODERS)}), not features.kind={kind}"
             )
-        t = self.train
-        scored = {"train.select=best": t.select == "best", "train.patience": bool(t.patience)}
-        scored["train.scheduler=plateau"] = t.scheduler == "plateau"
-        if self.split.strategy != "random" and not self.split.val_actors and any(scored.values()):
-            needs = ", ".join(key for key, on in scored.items() if on)
+        needs = self.train.needs_validation
+        if self.split.strategy != "random" and not self.split.val_actors and needs:
             raise ConfigError(
-                f"split.val_actors: 0 leaves no validation scores for {needs}; set "
+                f"split.val_actors: 0 leaves no validation scores for {', '.join(needs)}; set "
                 "split.val_actors=2 (or leave those at their defaults)"
             )
 

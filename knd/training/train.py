@@ -295,8 +295,7 @@ def fit(
     into the checkpoint.
     """
     validate = len(data.indices("val")) > 0
-    needs_val = cfg.train.select != "last" or cfg.train.patience or cfg.train.scheduler == "plateau"
-    if not validate and needs_val:
+    if not validate and cfg.train.needs_validation:
         raise KndError(
             "train: with no validation actors, set train.select=last, train.patience=0 and a "
             "schedule other than plateau (they all need validation scores)"
