@@ -295,10 +295,11 @@ def fit(
     into the checkpoint.
     """
     validate = len(data.indices("val")) > 0
-    if not validate and cfg.train.needs_validation:
+    needs = cfg.train.needs_validation
+    if not validate and needs:
         raise KndError(
-            "train: with no validation actors, set train.select=last, train.patience=0 and a "
-            "schedule other than plateau (they all need validation scores)"
+            f"train: with no validation actors, {', '.join(needs)} have no scores to act on; set "
+            "train.select=last, train.patience=0 and a schedule other than plateau"
         )
     rt = Runtime.setup(cfg)
     trainer = Trainer(cfg, data, rt)
