@@ -139,9 +139,9 @@ def cv(
         bool,
         typer.Option(
             "--release",
-            help="Also measure the release recipe (needs split.val_actors): each fold model goes "
-            "on as `knd release` does, on its validation actors too, and is scored on the same "
-            "test actors.",
+            help="Also measure the release recipe: each fold model goes on as `knd release` "
+            "does, on its training (and any validation) actors, and is scored on the same test "
+            "actors.",
         ),
     ] = False,
 ) -> None:

@@ -297,6 +297,12 @@ class Config:
                 f"split.val_actors: 0 leaves no validation scores for {', '.join(needs)}; set "
                 "split.val_actors=2 (or leave those at their defaults)"
             )
+        if self.train.scheduler == "plateau" and self.release.start == "scratch":
+            raise ConfigError(
+                "train.scheduler: plateau lowers the rate when validation scores stall, and the "
+                "release (release.start=scratch) trains on every actor with none left to "
+                "validate on; use release.start=heldout, or train.scheduler=onecycle or cosine"
+            )
 
 
 def _check(ok: bool, key: str, expected: str) -> None:

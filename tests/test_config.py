@@ -110,6 +110,11 @@ def test_unknown_key_names_file_key_and_suggestion(tmp_path):
             {"train__patience": 3, "train__scheduler": "plateau"},
             "no validation scores for train.patience, train.scheduler=plateau; set split",
         ),
+        (
+            {"train__scheduler": "plateau", "split__val_actors": 2, "release__start": "scratch"},
+            "train.scheduler: plateau lowers the rate when validation scores stall, and the "
+            "release (release.start=scratch)",
+        ),
     ],
 )
 def test_bad_values_fail_with_a_clear_message(tmp_path, change, expected):

@@ -240,6 +240,28 @@ def test_a_release_from_the_held_out_model_continues_it_on_every_actor(processed
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(
+    ("start", "validated", "epochs", "scheduler"),
+    [
+        ("heldout", ("train.scheduler=plateau",), 2, "none"),  # release.epochs at release.lr
+        ("scratch", (), 3, "onecycle"),  # train.epochs, none stopped early
+    ],
+)
+def test_a_release_follows_a_held_out_model_that_used_its_validation_actors(
+    processed, tmp_path, start, validated, epochs, scheduler
+):
+    """`select=best`, `patience` and `plateau` act on validation scores; the release has none."""
+    validated = ("train.select=best", "train.patience=1", "train.epochs=3", *validated)
+    _run(processed, tmp_path, *validated)
+    released = _release(processed, tmp_path, *validated, f"release.start={start}")
+    settings = {k: released["train_config"][k] for k in ("select", "patience", "scheduler")}
+    assert settings == {"select": "last", "patience": 0, "scheduler": scheduler}
+    assert len(released["history"]) == epochs
+    if start == "heldout":
+        assert {row["lr"] for row in released["history"]} == {0.0005}, "release.lr held"
+
+
+@pytest.mark.slow
 def test_a_release_keeps_a_frozen_encoder_frozen(processed, tmp_path):
     _run(processed, tmp_path)  # the held-out model the release continues
     heldout = torch.load(tmp_path / "model.pt", weights_only=True)["state_dict"]

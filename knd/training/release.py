@@ -17,7 +17,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from knd.config import Config
+from knd.config import Config, TrainConfig
 from knd.data.processed import Processed, load_processed
 from knd.errors import KndError
 from knd.models.classifier import read_checkpoint
@@ -66,15 +66,25 @@ def fit_release(
 ) -> dict:
     """The release recipe on `data`'s training split: `knd release` gives it every actor, `knd cv
     --release` a fold's training and validation actors, to measure it on the fold's test actors."""
-    if cfg.release.start == "heldout":  # its weights go on (a frozen encoder stays frozen)
-        train = dataclasses.replace(
-            cfg.train,
-            init_from=str(heldout_path),
-            epochs=cfg.release.epochs,
-            lr=cfg.release.lr,
-        )
-        cfg = dataclasses.replace(cfg, train=train)
+    cfg = dataclasses.replace(cfg, train=release_training(cfg, heldout_path))
     if not cfg.train.init_from:  # a starting checkpoint brings its own normalisation
         mean, std = band_stats(data.features, data.indices("train"))  # as its own training data
         data = dataclasses.replace(data, mean=mean, std=std)
     return fit(cfg, data, model_path, None, state_path, **extra)
+
+
+def release_training(cfg: Config, heldout_path: Path) -> TrainConfig:
+    """The held-out model's training settings, as far as a run with no validation actors can
+    follow them: the last epoch is kept, nothing stops early, and a plateau schedule (which
+    lowers the rate when validation scores stall) holds `release.lr`. `heldout` goes on from the
+    held-out weights (a frozen encoder stays frozen)."""
+    train = dataclasses.replace(cfg.train, select="last", patience=0)
+    if cfg.release.start == "scratch":
+        return train
+    return dataclasses.replace(
+        train,
+        init_from=str(heldout_path),
+        epochs=cfg.release.epochs,
+        lr=cfg.release.lr,
+        scheduler="none" if train.scheduler == "plateau" else train.scheduler,
+    )
