@@ -117,3 +117,6 @@ def test_cross_fitting_calibrates_each_group_with_the_others_temperature():
     crossed = cross_fitted([loud, calm])
     torch.testing.assert_close(crossed[:1000], loud.probabilities(1.0), atol=0.05, rtol=0)
     torch.testing.assert_close(crossed[1000:], calm.probabilities(3.0), atol=0.05, rtol=0)
+    other = cross_fitted([loud, calm], [calm, loud])  # the temperatures of `[loud, calm]`
+    torch.testing.assert_close(other[:1000], calm.probabilities(1.0), atol=0.05, rtol=0)
+    torch.testing.assert_close(other[1000:], loud.probabilities(3.0), atol=0.05, rtol=0)

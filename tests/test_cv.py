@@ -108,18 +108,21 @@ def test_summary_and_table_report_mean_and_spread():
 def test_pooled_folds_fit_the_temperature_and_score_it_on_folds_it_never_saw():
     """Five folds of a model 3x overconfident: the pooled fit finds 3 and repairs the ECE."""
     gen = torch.Generator().manual_seed(0)
-    folds = []
+    folds, released = [], []
     for _ in range(5):
         logits = 2.0 * torch.randn(400, 4, generator=gen)
         target = torch.multinomial(torch.softmax(logits, 1), 1, generator=gen).squeeze(1)
         windows = torch.softmax(3 * logits, 1).double()
         clip = torch.arange(400)
         folds.append(WindowPredictions(windows, clip, target))
-    pooled = pooled_calibration(folds, ["a", "b", "c", "d"])
+        released.append(WindowPredictions(torch.softmax(logits, 1).double(), clip, target))
+    pooled = pooled_calibration(folds, ["a", "b", "c", "d"], released)
     assert pooled["clips"] == 2000
     assert pooled["temperature"] == pytest.approx(3.0, rel=0.1)
     assert pooled["ece_cross_fitted"] < 0.04 < 0.1 < pooled["ece"]
     assert pooled["ece_floor"] < 0.04
+    # a calibrated release made 3x less sure by the held-out models' temperature
+    assert pooled["release_ece"] < 0.04 < 0.1 < pooled["release_ece_cross_fitted"]
     correct = torch.cat([f.probabilities().argmax(1) == f.target for f in folds]).double()
     assert pooled["accuracy"] == pytest.approx(float(correct.mean()), abs=1e-4)
 

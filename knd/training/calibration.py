@@ -76,13 +76,19 @@ def fit_pooled(parts: list[WindowPredictions]) -> float:
     )
 
 
-def cross_fitted(parts: list[WindowPredictions]) -> torch.Tensor:
-    """Each part's clip probabilities at the temperature fitted on the other parts, concatenated.
+def cross_fitted(
+    parts: list[WindowPredictions], scored: list[WindowPredictions] | None = None
+) -> torch.Tensor:
+    """Each part's clip probabilities at the temperature fitted on the other parts, concatenated;
+    with `scored`, its matching part's instead (another model of the same voices).
 
     Parts are groups of voices (actors, folds): the ECE of the result measures what a fitted
     temperature does for voices it was not fitted on.
     """
-    return torch.cat([p.probabilities(fit_pooled([q for q in parts if q is not p])) for p in parts])
+    scored = parts if scored is None else scored
+    return torch.cat(
+        [s.probabilities(fit_pooled(parts[:k] + parts[k + 1 :])) for k, s in enumerate(scored)]
+    )
 
 
 def expected_calibration_error(probabilities: torch.Tensor, target: torch.Tensor) -> float:

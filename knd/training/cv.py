@@ -43,14 +43,27 @@ log = logging.getLogger(__name__)
 HEADLINE = ("uar", "accuracy", "f1_macro", "f1_weighted", "ece")
 
 
-def pooled_calibration(folds: list[WindowPredictions], labels: list[str]) -> dict:
+def pooled_calibration(
+    folds: list[WindowPredictions], labels: list[str], released: list[WindowPredictions] = ()
+) -> dict:
     """Metrics and calibration over every fold's test clips at once.
 
     `temperature` is fitted on all of them; `ece_cross_fitted` scores each fold at the
-    temperature fitted on the other folds.
+    temperature fitted on the other folds. With the release recipe's folds (`released`),
+    `release_ece_cross_fitted` scores each at the temperature fitted on the other folds'
+    held-out models, as `train.calibrate` calibrates the release with the held-out model's.
     """
     target = torch.cat([f.target for f in folds])
     raw = torch.cat([f.probabilities() for f in folds])
+    release = {}
+    if released:
+        release_raw = torch.cat([r.probabilities() for r in released])
+        release = {
+            "release_ece": round(expected_calibration_error(release_raw, target), 4),
+            "release_ece_cross_fitted": round(
+                expected_calibration_error(cross_fitted(folds, released), target), 4
+            ),
+        }
     return {
         "clips": len(target),
         **{k: round(v, 4) for k, v in scalars(classification_metrics(raw, target, labels)).items()},
@@ -58,6 +71,7 @@ def pooled_calibration(folds: list[WindowPredictions], labels: list[str]) -> dic
         "ece_floor": round(ece_floor(raw), 4),
         "ece_cross_fitted": round(expected_calibration_error(cross_fitted(folds), target), 4),
         "temperature": round(fit_pooled(folds), 4),
+        **release,
     }
 
 
@@ -84,10 +98,10 @@ def split_scores(scored: WindowPredictions, labels: list[str]) -> dict:
     return {**metrics, "ece": expected_calibration_error(probabilities, scored.target)}
 
 
-def released_fold(cfg: Config, data: Processed, fold_dir: Path) -> dict:
+def released_fold(cfg: Config, data: Processed, fold_dir: Path) -> tuple[dict, WindowPredictions]:
     """The release recipe on a fold: its held-out model goes on learning, as `knd release` goes
     on with every actor, from its training actors and the validation actors if there are any,
-    and is scored on the same test actors."""
+    and is scored on the same test actors: its scores, and its predictions."""
     start = time.perf_counter()
     meta = data.meta.assign(split=data.meta["split"].replace("val", "train"))
     model_path = fold_dir / "release.pt"
@@ -100,7 +114,8 @@ def released_fold(cfg: Config, data: Processed, fold_dir: Path) -> dict:
         job_type="release",
     )
     _, scored = score_windows(Classifier.load(model_path), data, "test")
-    return {"seconds": time.perf_counter() - start, **split_scores(scored, data.labels)}
+    scores = {"seconds": time.perf_counter() - start, **split_scores(scored, data.labels)}
+    return scores, scored
 
 
 def cross_validate(
@@ -113,7 +128,7 @@ def cross_validate(
     """`release`: also measure the release recipe on every fold (`released_fold`)."""
     data = load_processed(data_dir)
     test_actors = kfold_test_speakers(speaker_genders(data.meta), cfg.split.k, cfg.split.seed)
-    results, predictions, paths = [], [], []
+    results, predictions, released, paths = [], [], [], []
     for fold in folds if folds is not None else range(cfg.split.k):
         log.info("fold %d of %d: test actors %s", fold, cfg.split.k, test_actors[fold])
         start = time.perf_counter()
@@ -131,11 +146,12 @@ def cross_validate(
         )
         log.info("fold %d: %s", fold, headline(metrics))
         if release:
-            results[-1]["release"] = released_fold(cfg, fdata, fold_dir)
+            results[-1]["release"], scored = released_fold(cfg, fdata, fold_dir)
+            released.append(scored)
             log.info("fold %d, release recipe: %s", fold, headline(results[-1]["release"]))
     summary = summarise(results, cfg)
     if len(predictions) > 1:
-        summary["pooled"] = pooled_calibration(predictions, data.labels)
+        summary["pooled"] = pooled_calibration(predictions, data.labels, released)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "cv.json").write_text(json.dumps(summary, indent=2) + "\n")
     write_predictions(predictions, paths, [r["fold"] for r in results], data.labels, out_dir)
@@ -206,4 +222,10 @@ def format_table(summary: dict) -> str:
             f"{pooled['ece_floor']:.3f}); at the temperature fitted on the other folds "
             f"{pooled['ece_cross_fitted']:.3f}; temperature fitted on all: {pooled['temperature']}"
         )
+        if "release_ece" in pooled:
+            rows.append(
+                f"release recipe: pooled ECE {pooled['release_ece']:.3f}; at the temperature "
+                "fitted on the other folds' held-out models "
+                f"{pooled['release_ece_cross_fitted']:.3f}"
+            )
     return "\n".join(rows)
