@@ -123,6 +123,12 @@ def test_pooled_folds_fit_the_temperature_and_score_it_on_folds_it_never_saw():
     assert pooled["ece_floor"] < 0.04
     # a calibrated release made 3x less sure by the held-out models' temperature
     assert pooled["release_ece"] < 0.04 < 0.1 < pooled["release_ece_cross_fitted"]
+    spread = {key: {"mean": 0.5, "std": 0.1} for key in ("uar", "accuracy", "f1_macro", "ece")}
+    line = format_table({"folds": [], **spread, "pooled": pooled}).splitlines()[-1]
+    assert line == (
+        f"release recipe: pooled ECE {pooled['release_ece']:.3f}; at the temperature fitted on "
+        f"the other folds' held-out models {pooled['release_ece_cross_fitted']:.3f}"
+    )
     correct = torch.cat([f.probabilities().argmax(1) == f.target for f in folds]).double()
     assert pooled["accuracy"] == pytest.approx(float(correct.mean()), abs=1e-4)
 
