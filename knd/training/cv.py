@@ -44,7 +44,9 @@ HEADLINE = ("uar", "accuracy", "f1_macro", "f1_weighted", "ece")
 
 
 def pooled_calibration(
-    folds: list[WindowPredictions], labels: list[str], released: list[WindowPredictions] = ()
+    folds: list[WindowPredictions],
+    labels: list[str],
+    released: list[WindowPredictions] | None = None,
 ) -> dict:
     """Metrics and calibration over every fold's test clips at once.
 

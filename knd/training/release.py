@@ -65,7 +65,8 @@ def fit_release(
     cfg: Config, data: Processed, heldout_path: Path, model_path: Path, state_path: Path, **extra
 ) -> dict:
     """The release recipe on `data`'s training split: `knd release` gives it every actor, `knd cv
-    --release` a fold's training and validation actors, to measure it on the fold's test actors."""
+    --release` a fold's training (and any validation) actors, to measure it on the fold's test
+    actors."""
     cfg = dataclasses.replace(cfg, train=release_training(cfg, heldout_path))
     if not cfg.train.init_from:  # a starting checkpoint brings its own normalisation
         mean, std = band_stats(data.features, data.indices("train"))  # as its own training data
