@@ -147,6 +147,7 @@ class ModelConfig:
     n_heads: int
     n_layers: int
     pooling: Literal["mean", "stats", "attention"]
+    frequency: Literal["mean", "flatten"]
     members: int
 
     def __post_init__(self):
@@ -154,6 +155,13 @@ class ModelConfig:
         _check(len(self.channels) > 0 and min(self.channels) > 0, "model.channels", "positive")
         _check(0 <= self.dropout < 1, "model.dropout", "in [0, 1)")
         _check(self.d_model % self.n_heads == 0, "model.d_model", "divisible by model.n_heads")
+        if self.frequency == "flatten" and self.name in ("cnn", "acnt", "layer_head"):
+            raise ConfigError(
+                f"model.frequency: flatten needs a network that keeps a frequency axis up to its "
+                f"pooling (sernet, vgg, resnet18); {self.name} "
+                + ("averages over it" if self.name == "cnn" else "pools a sequence without one")
+                + ", so set model.frequency=mean"
+            )
 
 
 @dataclass

@@ -111,6 +111,15 @@ def test_unknown_key_names_file_key_and_suggestion(tmp_path):
             "no validation scores for train.patience, train.scheduler=plateau; set split",
         ),
         (
+            {"model__name": "acnt", "model__frequency": "flatten"},
+            "model.frequency: flatten needs a network that keeps a frequency axis up to its "
+            "pooling (sernet, vgg, resnet18); acnt pools a sequence without one",
+        ),
+        (
+            {"model__name": "cnn", "model__frequency": "flatten"},
+            "cnn averages over it, so set model.frequency=mean",
+        ),
+        (
             {"train__scheduler": "plateau", "split__val_actors": 2, "release__start": "scratch"},
             "train.scheduler: plateau lowers the rate when validation scores stall, and the "
             "release (release.start=scratch)",

@@ -30,7 +30,8 @@ def test_forward_shape_and_size(name):
 
 
 # Embedding width: what the last linear layer sees (stats and attention pooling double it)
-EMBEDDING = {"cnn": 256, "resnet18": 1024, "acnt": 128, "vgg": 256, "sernet": 256}
+# (sernet stacks its last block's 3 frequency rows: model.frequency=flatten)
+EMBEDDING = {"cnn": 256, "resnet18": 1024, "acnt": 128, "vgg": 256, "sernet": 768}
 
 
 @pytest.mark.parametrize("name", EXPECTED)
@@ -43,6 +44,23 @@ def test_the_embedding_is_what_the_last_layer_classifies(name):
     torch.testing.assert_close(logits, model(x))
     linear = model.head[-1] if name == "cnn" else model.head.classify[1]
     torch.testing.assert_close(linear(embedding), logits)
+
+
+@pytest.mark.parametrize("name", ["sernet", "vgg", "resnet18"])
+@pytest.mark.parametrize("n_bins", [40, 33, 64])
+def test_flatten_stacks_every_frequency_row_the_trunk_leaves(name, n_bins):
+    cfg = compose_config(f"model={name}").model
+    mean, flat = (
+        build_model(dataclasses.replace(cfg, frequency=f), 8, n_bins).eval()
+        for f in ("mean", "flatten")
+    )
+    x = torch.randn(2, 1, n_bins, 90)
+    _, channels, rows, _ = flat.trunk(x).shape
+    assert rows > 1
+    width = mean.embed(x).shape[1]  # channels, twice that for (attentive) statistics
+    assert width in (channels, 2 * channels)
+    assert flat.embed(x).shape == (2, width * rows)
+    assert flat(x).shape == (2, 8)
 
 
 def test_acnt_without_transformer_is_the_cnn_alone():

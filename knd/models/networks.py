@@ -125,16 +125,26 @@ class CNN(Network):
 
 
 class PooledHead(nn.Module):
-    """Collapse frequency, pool time (`embed`), classify: the time-aware networks' shared head."""
+    """Collapse frequency, pool time (`embed`), classify: the time-aware networks' shared head.
 
-    def __init__(self, dim: int, n_classes: int, pooling: str, dropout: float):
+    `model.frequency=flatten` stacks the trunk's `bins` frequency rows into the feature vector
+    instead of averaging them, so the pooling and the classifier still know in which band a
+    pattern sits (how high the pitch and the formants are), which an average throws away.
+    """
+
+    def __init__(self, dim: int, n_classes: int, cfg: ModelConfig, bins: int = 1):
         super().__init__()
-        self.pool = TemporalPooling(dim, pooling)
-        self.classify = nn.Sequential(nn.Dropout(dropout), nn.Linear(self.pool.out_dim, n_classes))
+        self.flatten = cfg.frequency == "flatten"
+        self.pool = TemporalPooling(dim * bins if self.flatten else dim, cfg.pooling)
+        self.classify = nn.Sequential(
+            nn.Dropout(cfg.dropout), nn.Linear(self.pool.out_dim, n_classes)
+        )
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """`(batch, dim, [bins,] time)` -> the pooled vector the classifier layer sees."""
-        return self.pool(x.mean(dim=2) if x.dim() == 4 else x)
+        if x.dim() == 4:
+            x = x.flatten(1, 2) if self.flatten else x.mean(dim=2)
+        return self.pool(x)
 
 
 class PooledNet(Network):
@@ -171,7 +181,8 @@ class SERNet(PooledNet):
             blocks.append(ResBlock(cin, cout, stride=(2, 2) if i < 2 else (2, 1)))
             cin = cout
         self.features = nn.Sequential(*blocks)
-        self.head = PooledHead(cin, n_classes, cfg.pooling, cfg.dropout)
+        bins = halved(n_bins, len(cfg.channels), math.ceil)
+        self.head = PooledHead(cin, n_classes, cfg, bins)
         _init_weights(self)
 
     def trunk(self, x: torch.Tensor) -> torch.Tensor:
@@ -190,7 +201,7 @@ class VGG(PooledNet):
                 cin = cout
             layers.append(nn.MaxPool2d(2))
         self.features = nn.Sequential(*layers)
-        self.head = PooledHead(cin, n_classes, cfg.pooling, cfg.dropout)
+        self.head = PooledHead(cin, n_classes, cfg, halved(n_bins, len(cfg.channels), math.floor))
         _init_weights(self)
 
     def trunk(self, x: torch.Tensor) -> torch.Tensor:
@@ -218,7 +229,8 @@ class ResNet18(PooledNet):
             stem.weight.data = net.conv1.weight.data.sum(dim=1, keepdim=True)
         net.conv1 = stem
         self.features = nn.Sequential(*list(net.children())[:-2])
-        self.head = PooledHead(512, n_classes, cfg.pooling, cfg.dropout)
+        # The stem, its max-pool and three of the four stages each halve frequency (rounding up).
+        self.head = PooledHead(512, n_classes, cfg, halved(n_bins, 5, math.ceil))
 
     def trunk(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
@@ -256,7 +268,7 @@ class ACNT(PooledNet):
             if cfg.use_transformer
             else None
         )
-        self.head = PooledHead(cfg.d_model, n_classes, cfg.pooling, cfg.dropout)
+        self.head = PooledHead(cfg.d_model, n_classes, cfg)
         _init_weights(self)
 
     def trunk(self, x: torch.Tensor) -> torch.Tensor:
@@ -280,7 +292,7 @@ class LayerHead(PooledNet):
         super().__init__()
         self.layer_weights = nn.Parameter(torch.zeros(n_layers))
         self.project = nn.Sequential(nn.Linear(dim, cfg.d_model), nn.ReLU())
-        self.head = PooledHead(cfg.d_model, n_classes, cfg.pooling, cfg.dropout)
+        self.head = PooledHead(cfg.d_model, n_classes, cfg)
         _init_weights(self)
 
     def trunk(self, x: torch.Tensor) -> torch.Tensor:
@@ -330,6 +342,14 @@ def build_model(cfg: ModelConfig, n_classes: int, *input_shape: int) -> nn.Modul
     or `n_layers, dim` of an encoder's hidden states (`LayerHead`)."""
     nets = [MODELS[cfg.name](cfg, n_classes, *input_shape) for _ in range(cfg.members)]
     return nets[0] if cfg.members == 1 else Ensemble(nets)
+
+
+def halved(bins: int, times: int, rounding) -> int:
+    """Frequency rows left after `times` stride-2 steps (`math.ceil`: padded convolutions,
+    `math.floor`: unpadded pooling)."""
+    for _ in range(times):
+        bins = rounding(bins / 2)
+    return bins
 
 
 def count_parameters(model: nn.Module) -> int:
