@@ -12,11 +12,16 @@ from helpers.project import TINY, compose_config
 
 from knd.data.processed import Processed, load_processed
 from knd.data.splits import kfold_test_speakers
+from knd.errors import KndError
 from knd.training.calibration import WindowPredictions
 from knd.training.cv import (
+    HEADLINE,
     cross_validate,
+    cross_validate_seeds,
     fold_data,
+    format_seeds,
     format_table,
+    over_seeds,
     pooled_calibration,
     summarise,
 )
@@ -131,6 +136,56 @@ def test_pooled_folds_fit_the_temperature_and_score_it_on_folds_it_never_saw():
     )
     correct = torch.cat([f.probabilities().argmax(1) == f.target for f in folds]).double()
     assert pooled["accuracy"] == pytest.approx(float(correct.mean()), abs=1e-4)
+
+
+def test_seeds_are_summarised_by_the_mean_and_spread_of_their_fold_means():
+    cfg = compose_config("split=kfold")
+
+    def run(uar: float, release_uar: float) -> dict:
+        folds = [{"fold": f, "test_actors": [f], "seconds": 1.0} for f in range(2)]
+        for fold, shift in zip(folds, (-0.05, 0.05), strict=True):
+            fold.update({key: 0.5 for key in HEADLINE}, uar=uar + shift)
+            fold["release"] = {key: 0.5 for key in HEADLINE} | {"uar": release_uar}
+        return summarise(folds, cfg) | {"pooled": {"ece": uar / 10}}
+
+    summary = over_seeds({42: run(0.7, 0.72), 43: run(0.6, 0.66)})
+    assert [row["seed"] for row in summary["seeds"]] == [42, 43]
+    assert [row["uar"] for row in summary["seeds"]] == [0.7, 0.6]
+    assert summary["uar"] == {"mean": 0.65, "std": 0.0707}  # of 0.7 and 0.6, not of the folds
+    assert summary["accuracy"] == {"mean": 0.5, "std": 0.0}
+    assert summary["release"]["uar"] == {"mean": 0.69, "std": 0.0424}
+    assert summary["pooled_ece"] == {"mean": 0.065, "std": 0.0071}
+    assert format_seeds(summary).splitlines() == [
+        "| seed | UAR | WA | macro F1 | ECE |",
+        "|---|---|---|---|---|",
+        "| 42 | 0.700 | 0.500 | 0.500 | 0.500 |",
+        "| 43 | 0.600 | 0.500 | 0.500 | 0.500 |",
+        "| mean ± std over seeds | 0.650 ± 0.071 | 0.500 ± 0.000 | 0.500 ± 0.000 | 0.500 ± 0.000 |",
+        "| release recipe, over seeds | 0.690 ± 0.042 | 0.500 ± 0.000 | 0.500 ± 0.000 | "
+        "0.500 ± 0.000 |",
+        "",
+        "pooled ECE over seeds 0.065 ± 0.007",
+    ]
+
+
+def test_a_repeated_seed_is_refused_before_any_training(tmp_path):
+    with pytest.raises(KndError, match=r"--seed: each seed once, got \[1, 2, 1\]"):
+        cross_validate_seeds(compose_config(), [1, 2, 1], tmp_path / "none", tmp_path)
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+def test_each_seed_runs_the_whole_cross_validation_in_its_own_folder(processed, tmp_path):
+    cfg = compose_config(*TINY, "split=kfold", "split.k=3", "train.epochs=1")
+    summary = cross_validate_seeds(cfg, [7, 8], processed, tmp_path, folds=[0])
+    for seed in (7, 8):
+        run = json.loads((tmp_path / f"seed{seed}" / "cv.json").read_text())
+        row = next(row for row in summary["seeds"] if row["seed"] == seed)
+        assert row["uar"] == run["uar"]["mean"]
+        checkpoint = torch.load(tmp_path / f"seed{seed}" / "fold0" / "model.pt", weights_only=True)
+        assert checkpoint["train_config"]["seed"] == seed
+    assert json.loads((tmp_path / "seeds.json").read_text()) == summary
+    assert not (tmp_path / "cv.json").exists()
 
 
 @pytest.mark.slow
