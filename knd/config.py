@@ -79,6 +79,7 @@ class FeatureConfig:
     f_max: float
     log_floor: float
     level_norm: bool
+    band_norm: bool
     encoder_weights: str | None
 
     def __post_init__(self):

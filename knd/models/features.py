@@ -66,6 +66,8 @@ class FrontEnd(nn.Module):
             power = (power.transpose(1, 2) @ self.mel).transpose(1, 2)  # (batch, n_mels, frames)
         if self.cfg.level_norm:
             power = power / speech_level(power)
+        if self.cfg.band_norm:
+            power = power / band_levels(power)
         spec = torch.log(power.clamp_min(self.cfg.log_floor))
         if self.cfg.kind == "mfcc":
             return (spec.transpose(1, 2) @ self.dct).transpose(1, 2)
@@ -82,6 +84,18 @@ def speech_level(power: torch.Tensor) -> torch.Tensor:
     energy = power.sum(dim=1)  # (batch, frames)
     level = energy.square().sum(dim=-1) / energy.sum(dim=-1).clamp_min(1e-20)
     return level.clamp_min(1e-20).reshape(-1, 1, 1)
+
+
+def band_levels(power: torch.Tensor) -> torch.Tensor:
+    """Each band's speech level, `(batch, bins, 1)`: `speech_level` band by band.
+
+    A microphone or a recording chain colours the spectrum by a gain per band that holds for the
+    whole clip. Weighted by its own energy, a band's level scales by exactly that gain, so
+    dividing by it leaves the same features whatever the colouring; silence still counts for
+    almost nothing. What remains is how each band moves over time around its level.
+    """
+    level = power.square().sum(dim=-1) / power.sum(dim=-1).clamp_min(1e-20)
+    return level.clamp_min(1e-20).unsqueeze(-1)
 
 
 @torch.no_grad()
