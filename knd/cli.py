@@ -278,8 +278,8 @@ def robustness(
 
     Scores the held-out model: the release (models/model.pt) has heard the test actors.
 
-    Level, white and babble noise, reverberation, telephone band, extra silence, cropping; a
-    table is printed and reports/robustness.png drawn.
+    Level, white and babble noise, reverberation, telephone band, another microphone's colouring,
+    extra silence, cropping; a table is printed and reports/robustness.png drawn.
     """
     from knd.training.robustness import robustness as run
 

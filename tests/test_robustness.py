@@ -22,6 +22,7 @@ from knd.data.conditions import (
     reverberate,
     room_impulse_response,
     telephone,
+    tilt,
 )
 from knd.training.robustness import CONDITIONS, apply
 
@@ -113,6 +114,17 @@ def band_power(wave: np.ndarray, low: float, high: float) -> float:
     spectrum = np.abs(np.fft.rfft(wave)) ** 2
     freqs = np.fft.rfftfreq(len(wave), 1 / RATE)
     return float(spectrum[(freqs >= low) & (freqs < high)].mean())
+
+
+@pytest.mark.parametrize("slope", [-3.0, 3.0])
+def test_a_microphone_tilt_changes_each_octave_by_its_slope(slope):
+    noise = 0.1 * rng().standard_normal(2 * RATE).astype(np.float32)
+    coloured = tilt(noise, RATE, slope)
+    assert coloured.shape == noise.shape and coloured.dtype == np.float32
+    for low, high in ((250, 500), (500, 1000), (2000, 4000), (4000, 8000)):
+        change = db(band_power(coloured, low, high) / band_power(noise, low, high))
+        octaves = np.log2(np.sqrt(low * high) / 1000)  # the band's centre, from 1 kHz
+        assert change == pytest.approx(slope * octaves, abs=0.5)
 
 
 @pytest.mark.parametrize("mu_law", [False, True])

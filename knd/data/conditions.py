@@ -1,7 +1,8 @@
 """Recording conditions a model meets outside RAVDESS, as seeded transforms of one waveform.
 
 Each function takes a mono float waveform at `rate` Hz and returns the same clip as it would
-have been recorded louder or softer, in noise, in a room, over a telephone line, with more
+have been recorded louder or softer, in noise, in a room, over a telephone line or another
+microphone, with more
 silence around it or cut short. They are plain numpy so that `knd robustness` measures with them
 and training can reuse them as augmentation; every random draw comes from the `numpy.random.
 Generator` passed in, so the same generator state gives the same output.
@@ -20,6 +21,7 @@ from knd.audio import resample
 TELEPHONE_RATE = 8_000
 TELEPHONE_BAND = (300.0, 3_400.0)
 MU = 255  # G.711 μ-law: 8-bit codes
+TILT_FLOOR_HZ = 125.0
 
 
 def _rms(wave: np.ndarray) -> float:
@@ -98,6 +100,16 @@ def telephone(wave: np.ndarray, rate: int, mu_law: bool = False) -> np.ndarray:
         narrow = _mu_law(np.clip(narrow, -1.0, 1.0))
     back = resample(narrow.astype(np.float32), TELEPHONE_RATE, rate)
     return np.pad(back, (0, max(0, len(wave) - len(back))))[: len(wave)]
+
+
+def tilt(wave: np.ndarray, rate: int, db_per_octave: float) -> np.ndarray:
+    """Another microphone: the spectrum tilted by `db_per_octave` around 1 kHz (brighter above it
+    for a positive slope, darker for a negative one), held flat below 125 Hz. Zero-phase, with the
+    clip padded so nothing wraps around."""
+    size = 2 * len(wave)
+    freqs = np.fft.rfftfreq(size, 1 / rate)
+    gain = 10 ** (db_per_octave * np.log2(np.maximum(freqs, TILT_FLOOR_HZ) / 1_000) / 20)
+    return np.fft.irfft(np.fft.rfft(wave, size) * gain, size)[: len(wave)].astype(np.float32)
 
 
 def _mu_law(wave: np.ndarray) -> np.ndarray:

@@ -36,6 +36,7 @@ from knd.data.conditions import (
     reverberate,
     room_impulse_response,
     telephone,
+    tilt,
 )
 from knd.data.processed import METADATA_FILE
 from knd.errors import KndError
@@ -55,7 +56,7 @@ ROOMS = 6  # rooms drawn per reverberation time; each clip is played in one of t
 class Condition:
     name: str
     family: str
-    value: float | None = None  # gain (dB), SNR (dB), RT60 (s) or length (s), by family
+    value: float | None = None  # gain (dB), SNR (dB), RT60 (s), tilt (dB/octave) or length (s)
 
 
 # The conditions of the robustness issue, each applied alone to every test clip.
@@ -67,6 +68,7 @@ CONDITIONS = (
     *(Condition(f"reverb RT60 {t} s", "reverb", t) for t in (0.3, 0.8)),
     Condition("telephone 300-3400 Hz", "telephone"),
     Condition("telephone + mu-law", "telephone mu-law"),
+    *(Condition(f"microphone {s:+d} dB/octave", "tilt", s) for s in (-3, 3)),
     Condition("silence 0-2 s each side", "silence", 2.0),
     Condition("crop 1.5 s", "crop", 1.5),
 )
@@ -94,6 +96,8 @@ def apply(
             return reverberate(wave, rooms[rng.integers(len(rooms))])
         case "telephone" | "telephone mu-law":
             return telephone(wave, rate, mu_law=condition.family == "telephone mu-law")
+        case "tilt":
+            return tilt(wave, rate, condition.value)
         case "silence":
             return pad_silence(wave, rate, condition.value, rng)
         case "crop":
