@@ -188,9 +188,13 @@ class AugmentConfig:
     babble_p: float
     babble_snr_db: list[float]
     band_p: float
+    tilt_p: float
+    tilt_db: float
 
     def __post_init__(self):
-        for key in ("noise_p", "polarity_p", "pitch_p", "reverb_p", "babble_p", "band_p"):
+        _check(self.tilt_db >= 0, "augment.tilt_db", ">= 0 dB per octave")
+        keys = ("noise_p", "polarity_p", "pitch_p", "reverb_p", "babble_p", "band_p", "tilt_p")
+        for key in keys:
             _check(0 <= getattr(self, key) <= 1, f"augment.{key}", "a probability in [0, 1]")
         for key in ("noise_snr_db", "drr_db", "babble_snr_db"):
             _check(len(getattr(self, key)) == 2, f"augment.{key}", "[low, high]")
@@ -210,6 +214,7 @@ class AugmentConfig:
             or self.reverb_p
             or self.babble_p
             or self.band_p
+            or (self.tilt_p and self.tilt_db)
         )
 
     @property

@@ -180,6 +180,21 @@ def test_band_limit_passes_speech_band_only():
         assert (kept > 0.99) if hz == 1000.0 else (kept < 0.01), hz
 
 
+def test_tilt_colours_each_clip_like_a_microphone_within_the_slope_range():
+    """Tones an octave apart, at 500, 1000 and 4000 Hz: each clip's tilt is one slope per octave
+    on both sides of 1 kHz, within +-tilt_db, and drawn per clip."""
+    t = torch.arange(32000) / 16000
+    tones = {hz: torch.sin(2 * torch.pi * hz * t).expand(8, -1).clone() for hz in (500, 1000, 4000)}
+    aug = _only(tilt_p=1.0, tilt_db=3.0)
+    level = {
+        hz: 20 * torch.log10(_rms(aug.waveform(x, _gen())) / _rms(x)) for hz, x in tones.items()
+    }
+    assert level[1000].abs().max() < 0.1  # the pivot
+    below, above = -level[500], level[4000] / 2  # dB per octave
+    torch.testing.assert_close(below, above, atol=0.1, rtol=0)
+    assert above.abs().max() <= 3.0 + 0.1 and above.std() > 0.5
+
+
 def test_the_costly_transforms_touch_only_the_drawn_share():
     wave = _speech_like(n=64)
     out = _only(reverb_p=0.25).waveform(wave, _gen())

@@ -1,7 +1,7 @@
 """Training-split augmentation on batches: waveform, spectrogram and mixup.
 
 Besides the usual perturbations it simulates the recording conditions `knd robustness`
-measures (rooms, babble, telephone bands), cheaply and batch-wise in torch: synthetic
+measures (rooms, babble, telephone bands, microphones), cheaply and batch-wise in torch: synthetic
 exponential-decay room responses rather than the image-source rooms of `knd.data.conditions`,
 so the model is not scored on the very generator it trained on.
 
@@ -16,6 +16,7 @@ import torch
 import torchaudio
 
 from knd.config import AugmentConfig
+from knd.data.conditions import TILT_FLOOR_HZ
 from knd.models.features import fix_length
 
 
@@ -52,6 +53,8 @@ class Augmenter:
             wave = self._some(wave, cfg.babble_p, self._babble, gen)
         if cfg.band_p:
             wave = self._some(wave, cfg.band_p, self._band_limit, gen)
+        if cfg.tilt_p and cfg.tilt_db:
+            wave = self._some(wave, cfg.tilt_p, self._tilt, gen)
         if cfg.gain_db:
             gain_db = _uniform(n, -cfg.gain_db, cfg.gain_db, gen)
             wave = wave * (10 ** (gain_db / 20)).unsqueeze(1)
@@ -128,6 +131,14 @@ class Augmenter:
         high = _uniform(n, 3000.0, 4000.0, gen).unsqueeze(1)
         passed = (freqs >= low) & (freqs <= high)
         return torch.fft.irfft(torch.fft.rfft(wave[hit]) * passed, length)
+
+    def _tilt(self, wave: torch.Tensor, hit: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """Another microphone: `knd.data.conditions.tilt` with a slope drawn per clip."""
+        n, length = len(hit), wave.shape[1]
+        slope = _uniform(n, -self.cfg.tilt_db, self.cfg.tilt_db, gen).unsqueeze(1)
+        freqs = torch.fft.rfftfreq(2 * length, 1 / self.sample_rate).clamp_min(TILT_FLOOR_HZ)
+        gain = 10 ** (slope * torch.log2(freqs / 1_000) / 20)
+        return torch.fft.irfft(torch.fft.rfft(wave[hit], 2 * length) * gain, 2 * length)[:, :length]
 
     def _noise(self, wave: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         n = wave.shape[0]
