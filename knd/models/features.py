@@ -81,9 +81,7 @@ def speech_level(power: torch.Tensor) -> torch.Tensor:
     nothing, so a clip's level is that of its speech; dividing by it makes the features the same
     at any input gain, and the floor of the log a fixed distance below the speech.
     """
-    energy = power.sum(dim=1)  # (batch, frames)
-    level = energy.square().sum(dim=-1) / energy.sum(dim=-1).clamp_min(1e-20)
-    return level.clamp_min(1e-20).reshape(-1, 1, 1)
+    return _weighted_level(power.sum(dim=1, keepdim=True))
 
 
 def band_levels(power: torch.Tensor) -> torch.Tensor:
@@ -94,8 +92,15 @@ def band_levels(power: torch.Tensor) -> torch.Tensor:
     dividing by it leaves the same features whatever the colouring; silence still counts for
     almost nothing. What remains is how each band moves over time around its level.
     """
-    level = power.square().sum(dim=-1) / power.sum(dim=-1).clamp_min(1e-20)
-    return level.clamp_min(1e-20).unsqueeze(-1)
+    return _weighted_level(power)
+
+
+def _weighted_level(power: torch.Tensor) -> torch.Tensor:
+    """The mean over the last axis weighted by the values themselves, keeping that axis."""
+    level = power.square().sum(dim=-1, keepdim=True) / power.sum(dim=-1, keepdim=True).clamp_min(
+        1e-20
+    )
+    return level.clamp_min(1e-20)
 
 
 @torch.no_grad()
