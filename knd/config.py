@@ -241,6 +241,7 @@ class TrainConfig:
     amp: bool
     resume: bool
     num_threads: int
+    speaker_adversary: float
     init_from: str | None
     freeze_encoder: bool
 
@@ -252,6 +253,7 @@ class TrainConfig:
         _check(self.lr > 0, "train.lr", "> 0")
         _check(0 <= self.label_smoothing < 1, "train.label_smoothing", "in [0, 1)")
         _check(self.patience >= 0, "train.patience", ">= 0 (0 disables early stopping)")
+        _check(self.speaker_adversary >= 0, "train.speaker_adversary", ">= 0 (0 = off)")
 
     @property
     def needs_validation(self) -> list[str]:

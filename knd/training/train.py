@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -26,6 +27,7 @@ from knd.errors import KndError
 from knd.metrics import classification_metrics, scalars
 from knd.models.classifier import Classifier
 from knd.paths import HELD_OUT_MODEL
+from knd.training.adversary import SpeakerAdversary, embedding_dim
 from knd.training.augment import Augmenter
 from knd.training.evaluate import evaluate_split
 from knd.training.finetune import hold_statistics, start_from
@@ -150,6 +152,17 @@ class Trainer:
         per_rank = len(self.train_index) // rt.world_size
         self.steps = max(1, per_rank // cfg.train.batch_size)
         trainable = [p for p in self.model.net.parameters() if p.requires_grad]
+        self.adversary = None
+        if cfg.train.speaker_adversary:
+            if rt.world_size > 1:
+                raise KndError("train.speaker_adversary: not supported under torchrun; set it to 0")
+            codes, actors = pd.factorize(data.meta["speaker"].iloc[self.train_index.numpy()])
+            self.speaker = torch.full((len(data.meta),), -1, dtype=torch.long)
+            self.speaker[self.train_index] = torch.as_tensor(codes, dtype=torch.long)
+            self.adversary = SpeakerAdversary(
+                embedding_dim(self.model.net), len(actors), cfg.train.speaker_adversary
+            ).to(rt.device)
+            trainable += list(self.adversary.parameters())
         self.optimizer = build_optimizer(cfg, trainable)
         self.scheduler = build_scheduler(cfg, self.optimizer, self.steps)
         self.scaler = torch.amp.GradScaler(enabled=rt.amp)
@@ -181,6 +194,8 @@ class Trainer:
         cfg = self.cfg.train
         gen = seed_everything(cfg.seed * 1000 + self.epoch)
         self.net.train()
+        if self.adversary is not None:
+            self.adversary.train()
         if cfg.freeze_encoder:
             hold_statistics(self.model.net)
         losses = []
@@ -191,13 +206,24 @@ class Trainer:
             leave=False,
             disable=None if self.rt.main else True,
         )
-        for index in bar:
+        for step, index in enumerate(bar):
             x = self.inputs(index, gen)
-            y = self.data.target[index].to(self.rt.device)
-            x, y_a, y_b, lam = self.augmenter.mixup(x, y, gen)
+            y = self.data.target[index]
+            if self.adversary is not None:  # speakers ride along as a second target column
+                y = torch.stack([y, self.speaker[index]], dim=1)
+            x, y_a, y_b, lam = self.augmenter.mixup(x, y.to(self.rt.device), gen)
             with torch.autocast(self.rt.device.type, enabled=self.rt.amp):
-                logits = self.net(x)
+                if self.adversary is None:
+                    logits = self.net(x)
+                else:
+                    logits, embedding = self.net.forward_with_embedding(x)
+                    progress = (self.epoch + step / self.steps) / cfg.epochs
+                    (y_a, s_a), (y_b, s_b) = y_a.unbind(1), y_b.unbind(1)
+                    adversary = self.adversary.loss(embedding, s_a, s_b, lam, progress)
                 loss = lam * self.criterion(logits, y_a) + (1 - lam) * self.criterion(logits, y_b)
+            losses.append(loss.item())  # the emotion loss, comparable with or without adversary
+            if self.adversary is not None:
+                loss = loss + adversary
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             if cfg.grad_clip:
@@ -207,7 +233,6 @@ class Trainer:
             self.scaler.update()
             if self.scheduler is not None and cfg.scheduler in ("onecycle", "cosine"):
                 self.scheduler.step()
-            losses.append(loss.item())
             bar.set_postfix(loss=f"{sum(losses) / len(losses):.3f}")
         return sum(losses) / len(losses)
 
@@ -243,6 +268,7 @@ class Trainer:
             "history": self.history,
             "best_state": self.best_state,
             "net": self.model.net.state_dict(),  # the rest (front end, statistics) is the data's
+            "adversary": self.adversary.state_dict() if self.adversary else None,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler else None,
             "scaler": self.scaler.state_dict(),
@@ -256,6 +282,8 @@ class Trainer:
             log.warning("resume: %s belongs to other settings; starting from scratch", path)
             return False
         self.model.net.load_state_dict(state["net"])
+        if self.adversary is not None:
+            self.adversary.load_state_dict(state["adversary"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler:
             self.scheduler.load_state_dict(state["scheduler"])
