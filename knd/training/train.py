@@ -194,8 +194,6 @@ class Trainer:
         cfg = self.cfg.train
         gen = seed_everything(cfg.seed * 1000 + self.epoch)
         self.net.train()
-        if self.adversary is not None:
-            self.adversary.train()
         if cfg.freeze_encoder:
             hold_statistics(self.model.net)
         losses = []
