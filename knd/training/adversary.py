@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import math
 
+import pandas as pd
 import torch
 from torch import nn
+
+from knd.training.augment import mixup_loss
 
 
 class _Reverse(torch.autograd.Function):
@@ -50,8 +53,18 @@ class SpeakerAdversary(nn.Module):
         """A batch's speaker loss, its targets mixed like the emotions; `progress` in [0, 1]."""
         scale = self.weight * (2 / (1 + math.exp(-10 * progress)) - 1)
         logits = self.head(reverse_gradient(embedding, scale))
-        loss = nn.functional.cross_entropy(logits, speaker_a)
-        return lam * loss + (1 - lam) * nn.functional.cross_entropy(logits, speaker_b)
+        return mixup_loss(nn.functional.cross_entropy, logits, speaker_a, speaker_b, lam)
+
+
+def speaker_targets(speakers: pd.Series, train_index: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Each clip's training-actor number, -1 outside training (no clip there reaches the head).
+
+    Returns the targets over all clips and how many training actors there are.
+    """
+    codes, actors = pd.factorize(speakers.iloc[train_index.numpy()])
+    targets = torch.full((len(speakers),), -1, dtype=torch.long)
+    targets[train_index] = torch.as_tensor(codes, dtype=torch.long)
+    return targets, len(actors)
 
 
 def embedding_dim(net: nn.Module) -> int:

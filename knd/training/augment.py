@@ -32,6 +32,11 @@ def _rms(wave: torch.Tensor) -> torch.Tensor:
     return wave.square().mean(dim=-1).sqrt().clamp_min(1e-8)
 
 
+def mixup_loss(criterion, logits: torch.Tensor, a: torch.Tensor, b: torch.Tensor, lam: float):
+    """A mixed batch's loss: the loss against each set of targets, blended as the inputs were."""
+    return lam * criterion(logits, a) + (1 - lam) * criterion(logits, b)
+
+
 class Augmenter:
     def __init__(self, cfg: AugmentConfig, sample_rate: int):
         self.cfg, self.sample_rate = cfg, sample_rate

@@ -15,7 +15,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -27,8 +26,8 @@ from knd.errors import KndError
 from knd.metrics import classification_metrics, scalars
 from knd.models.classifier import Classifier
 from knd.paths import HELD_OUT_MODEL
-from knd.training.adversary import SpeakerAdversary, embedding_dim
-from knd.training.augment import Augmenter
+from knd.training.adversary import SpeakerAdversary, embedding_dim, speaker_targets
+from knd.training.augment import Augmenter, mixup_loss
 from knd.training.evaluate import evaluate_split
 from knd.training.finetune import hold_statistics, start_from
 
@@ -156,11 +155,9 @@ class Trainer:
         if cfg.train.speaker_adversary:
             if rt.world_size > 1:
                 raise KndError("train.speaker_adversary: not supported under torchrun; set it to 0")
-            codes, actors = pd.factorize(data.meta["speaker"].iloc[self.train_index.numpy()])
-            self.speaker = torch.full((len(data.meta),), -1, dtype=torch.long)
-            self.speaker[self.train_index] = torch.as_tensor(codes, dtype=torch.long)
+            self.speaker, actors = speaker_targets(data.meta["speaker"], self.train_index)
             self.adversary = SpeakerAdversary(
-                embedding_dim(self.model.net), len(actors), cfg.train.speaker_adversary
+                embedding_dim(self.model.net), actors, cfg.train.speaker_adversary
             ).to(rt.device)
             trainable += list(self.adversary.parameters())
         self.optimizer = build_optimizer(cfg, trainable)
@@ -218,7 +215,7 @@ class Trainer:
                     progress = (self.epoch + step / self.steps) / cfg.epochs
                     (y_a, s_a), (y_b, s_b) = y_a.unbind(1), y_b.unbind(1)
                     adversary = self.adversary.loss(embedding, s_a, s_b, lam, progress)
-                loss = lam * self.criterion(logits, y_a) + (1 - lam) * self.criterion(logits, y_b)
+                loss = mixup_loss(self.criterion, logits, y_a, y_b, lam)
             losses.append(loss.item())  # the emotion loss, comparable with or without adversary
             if self.adversary is not None:
                 loss = loss + adversary
