@@ -152,15 +152,25 @@ def cv(
             "OUT/seeds.json: the seed alone moves a fold mean by about 3 UAR points.",
         ),
     ] = None,
+    robustness: Annotated[
+        bool,
+        typer.Option(
+            "--robustness",
+            help="Also score each fold model on its test actors under every condition of "
+            "`knd robustness` (audio from data/raw; about a minute a fold) and report each "
+            "condition's UAR drop as mean ± std over folds (and seeds).",
+        ),
+    ] = False,
 ) -> None:
     """k-fold cross-validation by actor (split.k folds) -> mean ± std UAR, WA, macro F1."""
     from knd.training.cv import cross_validate, cross_validate_seeds
 
     cfg = _config(params)
+    options = {"out_dir": out, "folds": fold, "release": release, "robustness": robustness}
     if seed:
-        cross_validate_seeds(cfg, seed, out_dir=out, folds=fold, release=release)
+        cross_validate_seeds(cfg, seed, **options)
     else:
-        cross_validate(cfg, out_dir=out, folds=fold, release=release)
+        cross_validate(cfg, **options)
 
 
 @app.command()

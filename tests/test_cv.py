@@ -25,6 +25,7 @@ from knd.training.cv import (
     pooled_calibration,
     summarise,
 )
+from knd.training.robustness import CONDITIONS, MILD, TELEPHONE
 
 ACTORS = list(range(1, 25))
 GENDER = {a: "male" if a % 2 else "female" for a in ACTORS}
@@ -172,6 +173,72 @@ def test_a_repeated_seed_is_refused_before_any_training(tmp_path):
     with pytest.raises(KndError, match=r"--seed: each seed once, got \[1, 2, 1\]"):
         cross_validate_seeds(compose_config(), [1, 2, 1], tmp_path / "none", tmp_path)
     assert not any(tmp_path.iterdir())
+
+
+def conditions_scored(clean: float, drops: dict[str, float]) -> dict[str, dict]:
+    """`score`'s result for every condition: drop 0.01 unless `drops` says otherwise."""
+    scored = {}
+    for condition in CONDITIONS:
+        drop = 0.0 if condition.name == "clean" else drops.get(condition.name, 0.01)
+        scored[condition.name] = {"uar": clean - drop, "uar_drop": drop, "wa": 0.5}
+    return scored
+
+
+def test_robustness_is_reported_per_condition_over_folds_and_over_seeds():
+    cfg = compose_config("split=kfold")
+    folds = [
+        {"fold": f, "test_actors": [f], "seconds": 1.0} | {key: 0.6 for key in HEADLINE}
+        for f in range(2)
+    ]
+    drops = (
+        {"reverb RT60 0.3 s": 0.04, TELEPHONE: 0.08},
+        {"reverb RT60 0.3 s": 0.06, TELEPHONE: 0.1},
+    )
+    scored = [
+        f | {"robustness": conditions_scored(0.6, d)} for f, d in zip(folds, drops, strict=True)
+    ]
+    summary = summarise(scored, cfg)
+    room = summary["robustness"]["reverb RT60 0.3 s"]
+    assert room == {"uar": {"mean": 0.55, "std": 0.0141}, "uar_drop": {"mean": 0.05, "std": 0.0141}}
+    assert summary["robustness"]["clean"]["uar_drop"] == {"mean": 0.0, "std": 0.0}
+    lines = format_table(summary).splitlines()
+    assert "| reverb RT60 0.3 s | 0.550 ± 0.014 | 0.050 ± 0.014 |" in lines
+    assert lines[-1] == (
+        "worst mild condition: reverb RT60 0.3 s, drop 0.050; telephone 300-3400 Hz: drop 0.090"
+    )
+    other = summarise([f | {"robustness": conditions_scored(0.6, {})} for f in folds], cfg)
+    seeds = over_seeds({42: summary, 43: other})
+    assert seeds["robustness"][TELEPHONE]["uar_drop"] == {"mean": 0.05, "std": 0.0566}
+    assert format_seeds(seeds).splitlines()[-1] == (
+        "worst mild condition: reverb RT60 0.3 s, drop 0.030; telephone 300-3400 Hz: drop 0.050"
+    )
+    assert "robustness" not in over_seeds({42: summary, 43: summarise(folds, cfg)})
+
+
+def test_every_mild_condition_and_the_telephone_band_are_scored():
+    assert {*MILD, TELEPHONE} < {condition.name for condition in CONDITIONS}
+
+
+def test_missing_audio_for_robustness_is_refused_before_any_training(processed, tmp_path):
+    cfg = compose_config(*TINY, "split=kfold", "split.k=3")
+    with pytest.raises(KndError, match=r"not found \(\d+ of \d+ test clips missing\)"):
+        cross_validate(cfg, processed, tmp_path / "cv", robustness=True, raw_dir=tmp_path)
+    assert not (tmp_path / "cv").exists()
+
+
+@pytest.mark.slow
+def test_each_fold_model_is_scored_under_every_condition_on_its_test_actors(processed, tmp_path):
+    cfg = compose_config(*TINY, "split=kfold", "split.k=3", "train.epochs=1")
+    raw = processed.parent / "raw"
+    summary = cross_validate(cfg, processed, tmp_path, [0], robustness=True, raw_dir=raw)
+    fold = summary["folds"][0]
+    assert list(fold["robustness"]) == [condition.name for condition in CONDITIONS]
+    # the clean audio through `knd predict`'s path scores as the stored features do (one
+    # front end), up to a clip or two whose top two classes are within float noise
+    assert fold["robustness"]["clean"]["uar"] == pytest.approx(fold["uar"], abs=0.1)
+    assert summary["robustness"]["clean"]["uar"]["mean"] == fold["robustness"]["clean"]["uar"]
+    assert json.loads((tmp_path / "cv.json").read_text()) == summary
+    assert "worst mild condition" in format_table(summary)
 
 
 @pytest.mark.slow

@@ -73,6 +73,18 @@ CONDITIONS = (
     Condition("crop 1.5 s", "crop", 1.5),
 )
 
+# The conditions a model should shrug off (at most 5 UAR points lost), and the telephone band
+# (at most 10): the bounds knd's recipes are held to.
+MILD = (
+    "level -10 dB",
+    "level +10 dB",
+    "white noise 20 dB SNR",
+    "babble 20 dB SNR",
+    "reverb RT60 0.3 s",
+    "silence 0-2 s each side",
+)
+TELEPHONE = "telephone 300-3400 Hz"
+
 
 def apply(
     condition: Condition,
@@ -110,12 +122,16 @@ def held_out_clips(data_dir: Path, raw_dir: Path) -> pd.DataFrame:
     path = data_dir / METADATA_FILE
     if not path.is_file():
         raise KndError(f"{path}: not found; run `knd make-dataset` first")
-    meta = pd.read_csv(path)
+    return select_held_out(pd.read_csv(path), raw_dir, path)
+
+
+def select_held_out(meta: pd.DataFrame, raw_dir: Path, source: Path) -> pd.DataFrame:
+    """The rows of `meta` (read from `source`) in the test split, every file in `raw_dir`."""
     clips = meta[meta["split"] == "test"].reset_index(drop=True)
     if clips.empty:
-        raise KndError(f"{path}: no clips in the test split; check the split settings")
+        raise KndError(f"{source}: no clips in the test split; check the split settings")
     if clips["speaker"].nunique() < 2:
-        raise KndError(f"{path}: babble needs test clips of at least 2 speakers, got 1")
+        raise KndError(f"{source}: babble needs test clips of at least 2 speakers, got 1")
     missing = [p for p in clips["path"] if not (raw_dir / p).is_file()]
     if missing:
         raise KndError(
@@ -123,6 +139,12 @@ def held_out_clips(data_dir: Path, raw_dir: Path) -> pd.DataFrame:
             "missing); run `knd download`"
         )
     return clips
+
+
+def score_clips(predictor: Predictor, clips: pd.DataFrame, raw_dir: Path) -> dict[str, dict]:
+    """`score` on `clips`, read from `raw_dir` as `knd predict` reads them."""
+    waves = [predictor.read(raw_dir / p) for p in tqdm(clips["path"], desc="read", disable=None)]
+    return score(predictor, clips, waves)
 
 
 def score(
@@ -225,8 +247,7 @@ def robustness(
     """Score the test clips under every condition; write the JSON and the figure, print a table."""
     predictor = load_predictor(model_path, batch_size)
     clips = held_out_clips(data_dir, raw_dir)
-    waves = [predictor.read(raw_dir / p) for p in tqdm(clips["path"], desc="read", disable=None)]
-    results = score(predictor, clips, waves)
+    results = score_clips(predictor, clips, raw_dir)
     report = {
         "model": str(model_path),
         "clips": len(clips),
