@@ -29,7 +29,7 @@ COPY pyproject.toml ./
 RUN mkdir knd && touch knd/__init__.py README.md \
     && python -m pip install '.[serve]' \
     && python -m pip uninstall --yes knd
-COPY README.md pyproject.toml ./
+COPY LICENSE README.md pyproject.toml ./
 COPY knd/ knd/
 RUN python -m pip install --no-deps . \
     && python -c "import sys, knd.serving.serve; assert 'torch' not in sys.modules" \

@@ -38,7 +38,7 @@ RUN mkdir knd && touch knd/__init__.py README.md \
     && rm -rf knd README.md build ./*.egg-info
 
 # The project itself, replacing the stub.
-COPY README.md pyproject.toml params.yaml dvc.yaml ./
+COPY LICENSE README.md pyproject.toml params.yaml dvc.yaml ./
 COPY conf/ conf/
 COPY knd/ knd/
 RUN python -m pip install --no-deps . \
