@@ -7,7 +7,7 @@ import torch
 from helpers.project import compose_config
 
 from knd.errors import KndError
-from knd.models.networks import build_model, count_parameters
+from knd.models.networks import SubsampledPointwise, build_model, count_parameters
 
 # (group, parameter range in millions) at the default 40 mel bands x 251 frames, 8 classes
 EXPECTED = {
@@ -104,3 +104,23 @@ def test_pretrained_resnet_without_weights_fails_clearly(monkeypatch, tmp_path):
     cfg = dataclasses.replace(compose_config("model=resnet18").model, pretrained=True)
     with pytest.raises(KndError, match=r"model\.pretrained: cannot load ImageNet weights"):
         build_model(cfg, 8, 64)
+
+
+def test_a_subsampled_pointwise_convolution_is_the_strided_one():
+    strided = torch.nn.Conv2d(8, 16, 1, stride=(2, 1), bias=False)
+    subsampled = SubsampledPointwise(8, 16, 1, stride=(2, 1), bias=False)
+    subsampled.load_state_dict(strided.state_dict())  # the same parameters, by the same names
+    x = torch.randn(2, 8, 9, 7)
+    torch.testing.assert_close(subsampled(x), strided(x))
+
+
+@pytest.mark.parametrize("channels", [[8, 16, 32, 64], [4, 8, 8, 16]])
+def test_narrow_blocks_train(channels):
+    """Training's channels-last layout, batch and input size: a strided 1x1 backward on 8 or fewer
+    channels there crashed the process on AVX-512 CPUs (a crash fails this test)."""
+    cfg = compose_config()
+    model = build_model(dataclasses.replace(cfg.model, channels=channels), 8, 40)
+    model.to(memory_format=torch.channels_last)
+    x = torch.randn(32, 1, cfg.features.num_bins, cfg.features.num_frames)
+    model(x.contiguous(memory_format=torch.channels_last)).sum().backward()
+    assert all(p.grad is not None for p in model.parameters())

@@ -30,6 +30,19 @@ def conv_bn(cin: int, cout: int, stride: int | tuple[int, int] = 1) -> nn.Sequen
     )
 
 
+class SubsampledPointwise(nn.Conv2d):
+    """A strided 1x1 convolution computed as the subsampling it amounts to, then a 1x1 one.
+
+    The same numbers and parameters, but not oneDNN's strided 1x1 backward kernel, which
+    crashes the process (segmentation fault) on AVX-512 CPUs in PyTorch 2.11 when the input has
+    8 or fewer channels, as a narrow `model.channels` such as [8, 16, 32, 64] gives.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows, cols = self.stride
+        return nn.functional.conv2d(x[:, :, ::rows, ::cols], self.weight, self.bias)
+
+
 class ResBlock(nn.Module):
     """Two 3x3 convolutions with a (projected) shortcut; `stride` downsamples."""
 
@@ -44,7 +57,12 @@ class ResBlock(nn.Module):
             nn.Identity()
             if cin == cout and stride == 1
             else nn.Sequential(
-                nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout)
+                # Others keep the plain kernel, and the default its exact numbers: the first
+                # block's single input channel needs no gradient, so never meets the crash.
+                (SubsampledPointwise if 1 < cin <= 8 else nn.Conv2d)(
+                    cin, cout, 1, stride, bias=False
+                ),
+                nn.BatchNorm2d(cout),
             )
         )
 
