@@ -57,8 +57,9 @@ class ResBlock(nn.Module):
             nn.Identity()
             if cin == cout and stride == 1
             else nn.Sequential(
-                # Others keep the plain kernel, and the default its exact numbers: the first
-                # block's single input channel needs no gradient, so never meets the crash.
+                # Only narrow inputs take the detour: wider ones keep the plain kernel (and the
+                # default its exact numbers), and the first block's single input channel needs
+                # no gradient, so it never meets the crash.
                 (SubsampledPointwise if 1 < cin <= 8 else nn.Conv2d)(
                     cin, cout, 1, stride, bias=False
                 ),
