@@ -8,6 +8,7 @@ the site works where it is served without internet access.
 from __future__ import annotations
 
 import importlib.util
+import re
 import shutil
 import subprocess
 import sys
@@ -114,3 +115,23 @@ def test_site_builds_strictly_and_loads_nothing_from_other_hosts(tmp_path):
         parser.feed(page.read_text(encoding="utf-8"))
         assert not parser.found, f"{page.relative_to(site)} loads {parser.found}"
     assert (site / "assets" / "pipeline.svg").is_file()
+
+
+def test_readme_links_reach_files_and_headings():
+    """mkdocs does not build README, so its relative links (and their anchors) are checked here."""
+    from markdown.extensions.toc import slugify
+
+    readme = (ROOT / "README.md").read_text()
+    broken = []
+    for target in re.findall(r"\]\(([^)\s]+)\)", readme):
+        if re.match(r"[a-z]+:", target):
+            continue
+        path, _, anchor = target.partition("#")
+        page = ROOT / path if path else ROOT / "README.md"
+        if not page.exists():
+            broken.append(target)
+        elif anchor and page.suffix == ".md":
+            headings = re.findall(r"^#+ (.+)$", page.read_text(), flags=re.M)
+            if anchor not in {slugify(h, "-") for h in headings}:
+                broken.append(target)
+    assert not broken, f"README links that lead nowhere: {broken}"
