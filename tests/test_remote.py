@@ -44,7 +44,9 @@ PORT_FLAGS = (
 class S3Server:
     endpoint: str
 
-    def client(self):
+    def client(self, **config):
+        """A client with the test's keys; `config` goes to botocore's Config (timeouts, retries)."""
+        import botocore.config
         import botocore.session
 
         return botocore.session.get_session().create_client(
@@ -53,6 +55,7 @@ class S3Server:
             aws_access_key_id=KEY,
             aws_secret_access_key=SECRET,
             region_name="us-east-1",
+            config=botocore.config.Config(**config),
         )
 
 
@@ -86,7 +89,7 @@ def s3(tmp_path: Path):
         )
     server = S3Server(f"http://127.0.0.1:{ports['s3.port']}")
     try:
-        wait_for_bucket(server, proc, log)
+        wait_until_writable(server, proc, log)
         yield server
     finally:
         proc.terminate()
@@ -95,21 +98,40 @@ def s3(tmp_path: Path):
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)  # its own session: the group is weed alone
             proc.wait()
+        print(f"weed mini's log, its end:\n{log.read_text()[-3000:]}")  # pytest shows it on failure
 
 
-def wait_for_bucket(server: S3Server, proc: subprocess.Popen, log: Path, timeout: float = 60):
+def wait_until_writable(server: S3Server, proc: subprocess.Popen, log: Path, timeout: float = 60):
+    """Wait for the bucket, then write to it once.
+
+    weed mini serves a bucket it cannot write to when its disk is nearly full (it marks its
+    volumes read-only under 1% free), and every upload then hangs until the client times out:
+    `dvc push` would sit out the test's 15 minutes. The probe turns that into a skip that says so.
+    """
     client, deadline = server.client(), time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             pytest.skip(f"weed mini exited ({proc.returncode}): {log.read_text()[-800:]}")
         try:
             client.head_bucket(Bucket=BUCKET)
-            return
+            break
         except Exception:  # connection refused or bucket not made yet: still starting
             time.sleep(0.5)
-    pytest.skip(
-        f"weed mini did not serve bucket {BUCKET} in {timeout:.0f} s: {log.read_text()[-800:]}"
-    )
+    else:
+        pytest.skip(
+            f"weed mini did not serve bucket {BUCKET} in {timeout:.0f} s: {log.read_text()[-800:]}"
+        )
+    probe = server.client(read_timeout=15, retries={"max_attempts": 1})
+    try:
+        probe.put_object(Bucket=BUCKET, Key="probe", Body=b"knd")
+    except Exception as error:
+        usage = shutil.disk_usage(log.parent)
+        pytest.skip(
+            f"weed mini serves bucket {BUCKET} but cannot write to it ({error}); the disk under "
+            f"{log.parent} has {usage.free / 2**30:.2f} GiB free of {usage.total / 2**30:.1f} GiB "
+            "(weed mini makes its volumes read-only under 1% free)"
+        )
+    probe.delete_object(Bucket=BUCKET, Key="probe")
 
 
 @torch.no_grad()
