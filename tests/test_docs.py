@@ -7,6 +7,7 @@ the site works where it is served without internet access.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import re
 import shutil
@@ -121,6 +122,10 @@ def test_readme_links_reach_files_and_headings():
     """mkdocs does not build README, so its relative links (and their anchors) are checked here."""
     from markdown.extensions.toc import slugify
 
+    @functools.cache
+    def anchors(page: Path) -> set[str]:
+        return {slugify(h, "-") for h in re.findall(r"^#+ (.+)$", page.read_text(), flags=re.M)}
+
     readme = (ROOT / "README.md").read_text()
     broken = []
     for target in re.findall(r"\]\(([^)\s]+)\)", readme):
@@ -128,10 +133,6 @@ def test_readme_links_reach_files_and_headings():
             continue
         path, _, anchor = target.partition("#")
         page = ROOT / path if path else ROOT / "README.md"
-        if not page.exists():
+        if not page.exists() or (anchor and page.suffix == ".md" and anchor not in anchors(page)):
             broken.append(target)
-        elif anchor and page.suffix == ".md":
-            headings = re.findall(r"^#+ (.+)$", page.read_text(), flags=re.M)
-            if anchor not in {slugify(h, "-") for h in headings}:
-                broken.append(target)
     assert not broken, f"README links that lead nowhere: {broken}"
