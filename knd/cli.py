@@ -43,10 +43,10 @@ def options(
     ctx.with_resource(setup(level))
 
 
-def _config(path: Path):
+def _config(path: Path, overrides: list[str] | None = None):
     from knd.config import load_config
 
-    return load_config(path)
+    return load_config(path, overrides or ())
 
 
 @app.command()
@@ -161,11 +161,21 @@ def cv(
             "condition's UAR drop as mean ± std over folds (and seeds).",
         ),
     ] = False,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            "-S",
+            metavar="KEY=VALUE",
+            help="Change one parameter for this run, as `dvc exp run -S` does for the pipeline "
+            "(e.g. -S split.k=10 -S train.lr=0.001); cv.json records every parameter used.",
+        ),
+    ] = None,
 ) -> None:
     """k-fold cross-validation by actor (split.k folds) -> mean ± std UAR, WA, macro F1."""
     from knd.training.cv import cross_validate, cross_validate_seeds
 
-    cfg = _config(params)
+    cfg = _config(params, overrides)
     options = {"out_dir": out, "folds": fold, "release": release, "robustness": robustness}
     if seed:
         cross_validate_seeds(cfg, seed, **options)

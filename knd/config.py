@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -24,6 +26,7 @@ import yaml
 from knd.errors import KndError
 
 T = TypeVar("T")
+EXPONENT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 class ConfigError(KndError):
@@ -377,8 +380,12 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
     return value
 
 
-def load_config(path: str | Path = "params.yaml") -> Config:
-    """Read and validate the parameters file; every error names the file and the key."""
+def load_config(path: str | Path = "params.yaml", overrides: Sequence[str] = ()) -> Config:
+    """Read and validate the parameters file; every error names the file and the key.
+
+    `overrides` (`key=value`, as `knd cv -S` takes them) change the file's values before
+    validation, for commands that DVC does not run and so cannot override with `dvc exp run -S`.
+    """
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text())
@@ -389,10 +396,38 @@ def load_config(path: str | Path = "params.yaml") -> Config:
         ) from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML ({err})") from None
+    source = " ".join([str(path), *(f"-S {o}" for o in overrides)])
+    for assignment in overrides:
+        _assign(raw, assignment, source)
     try:
         return from_dict(Config, raw)
     except ConfigError as err:
-        raise ConfigError(f"{path}: {err}") from None
+        raise ConfigError(f"{source}: {err}") from None
+
+
+def _assign(raw: Any, assignment: str, source: str) -> None:
+    """Set `key.path=value` in the raw parameters, the value read as YAML (`10`, `[1, 2]`)."""
+    key, equals, text = assignment.partition("=")
+    if not equals or not key:
+        raise ConfigError(f"{source}: {assignment!r} is not key=value (as in -S split.k=10)")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{source}: {key}: {text!r} is not a YAML value ({err})") from None
+    if isinstance(value, str) and EXPONENT.fullmatch(value):  # YAML 1.1 reads 1e-3 as text
+        value = float(value)
+    *sections, name = key.split(".")
+    node = raw
+    for section in sections:
+        node = node.setdefault(section, {}) if isinstance(node, dict) else None
+    if not isinstance(node, dict):
+        raise ConfigError(f"{source}: {key}: {'.'.join(sections)} is a value, not a section")
+    if isinstance(node.get(name), dict) and not isinstance(value, dict):
+        raise ConfigError(
+            f"{source}: {key} is a section; set its keys (-S {key}.name=...), or compose another "
+            f"config group into params.yaml with `dvc exp run -S {key}={text}`"
+        )
+    node[name] = value
 
 
 def compose(conf_dir: str | Path, *overrides: str) -> dict[str, Any]:

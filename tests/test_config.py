@@ -155,3 +155,29 @@ def test_missing_and_broken_files(tmp_path):
     bad.write_text("train: [unclosed")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(bad)
+
+
+def test_overrides_change_values_before_validation(tmp_path):
+    path = _write(tmp_path)
+    cfg = load_config(path, ["split.k=10", "augment.speed=[0.8, 1.2]", "wandb.entity=me"])
+    assert (cfg.split.k, cfg.augment.speed, cfg.wandb.entity) == (10, [0.8, 1.2], "me")
+    assert load_config(path) == load_config(path, [])  # the file itself is left alone
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("split.k", "'split.k' is not key=value (as in -S split.k=10)"),
+        ("split.k=1", "-S split.k=1: split.k: must be >= 2"),
+        ("split.kk=10", "split.kk: unknown key (did you mean 'split.k'?)"),
+        ("spilt.k=10", "spilt: unknown key (did you mean 'split'?)"),
+        ("train.lr.max=1", "train.lr.max: train.lr is a value, not a section"),
+        ("model=resnet18", "model is a section; set its keys (-S model.name=...), or compose"),
+        ("train.lr=[0.1", "train.lr: '[0.1' is not a YAML value"),
+    ],
+)
+def test_a_bad_override_names_itself_and_the_reason(tmp_path, override, expected):
+    with pytest.raises(ConfigError) as err:
+        load_config(_write(tmp_path), [override])
+    assert str(err.value).startswith(f"{tmp_path / 'params.yaml'} -S {override}: ")
+    assert expected in str(err.value)

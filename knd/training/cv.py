@@ -319,6 +319,7 @@ def summarise(results: list[dict], cfg: Config) -> dict:
     scored = [r["robustness"] for r in results if "robustness" in r]
     if scored:
         summary["robustness"] = condition_spread(scored)
+    summary["params"] = to_dict(cfg)
     return summary
 
 
