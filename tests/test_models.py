@@ -67,9 +67,24 @@ def test_acnt_without_transformer_is_the_cnn_alone():
     cfg = compose_config("model=acnt").model
     with_t = build_model(cfg, 8, 64)
     without = build_model(dataclasses.replace(cfg, use_transformer=False), 8, 64)
-    assert with_t.transformer is not None and without.transformer is None
+    assert with_t.context.transformer is not None and without.context.transformer is None
     assert count_parameters(without) < count_parameters(with_t)
     assert without(torch.randn(2, 1, 64, 100)).shape == (2, 8)
+
+
+@pytest.mark.parametrize("frequency", ["flatten", "mean"])
+def test_sernet_context_sees_the_whole_clip_beside_the_blocks(frequency):
+    cfg = dataclasses.replace(compose_config().model, frequency=frequency)
+    blocks = build_model(cfg, 8, 40).eval()
+    context = build_model(dataclasses.replace(cfg, use_transformer=True), 8, 40).eval()
+    x = torch.randn(2, 1, 40, 251)
+    width = blocks.head.collapse(blocks.trunk(x)).shape[1]
+    assert context.trunk(x).shape == (2, width + cfg.d_model, 63)
+    assert context.embed(x).shape == (2, 2 * (width + cfg.d_model))  # attentive statistics
+    far = x.clone()
+    far[..., 200:] = 0  # 3 s away from the first frames: beyond the blocks' 0.8 s
+    torch.testing.assert_close(blocks.trunk(far)[..., 0], blocks.trunk(x)[..., 0])
+    assert not torch.allclose(context.trunk(far)[:, width:, 0], context.trunk(x)[:, width:, 0])
 
 
 def test_ensemble_trains_members_apart_and_predicts_their_mean_probability():

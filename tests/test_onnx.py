@@ -32,6 +32,12 @@ MODELS = {
     "cnn": TINY_CNN,
     "sernet": ("model=sernet", "model.channels=[8,16,16,32]"),
     "ensemble": ("model=sernet", "model.channels=[8,16,16,32]", "model.members=2"),
+    "sernet-context": (
+        "model=sernet",
+        "model.channels=[8,16,16,32]",
+        "model.use_transformer=true",
+        "model.n_layers=1",
+    ),
     "absolute-level": (
         "model=sernet",
         "model.channels=[8,16,16,32]",

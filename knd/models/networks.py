@@ -95,6 +95,43 @@ class TemporalPooling(nn.Module):
         return torch.cat([mean, var.clamp_min(1e-6).sqrt()], dim=1)
 
 
+def sinusoidal_encoding(length: int, dim: int) -> torch.Tensor:
+    position = torch.arange(length).unsqueeze(1)
+    freq = torch.exp(torch.arange(0, dim, 2) * (-math.log(10000.0) / dim))
+    pe = torch.zeros(length, dim)
+    pe[:, 0::2] = torch.sin(position * freq)
+    pe[:, 1::2] = torch.cos(position * freq)
+    return pe
+
+
+class TemporalContext(nn.Module):
+    """`(batch, dim, frames)` -> `(batch, d_model, frames)`: a projection, then (with
+    `model.use_transformer`) sinusoidal positions and a Transformer encoder over every frame, so
+    each frame's features also say where it sits in the sentence and what surrounds it."""
+
+    def __init__(self, dim: int, cfg: ModelConfig, max_frames: int = 2048):
+        super().__init__()
+        self.project = nn.Linear(dim, cfg.d_model)
+        self.register_buffer("positions", sinusoidal_encoding(max_frames, cfg.d_model), False)
+        self.transformer = (
+            nn.TransformerEncoder(
+                nn.TransformerEncoderLayer(
+                    cfg.d_model, cfg.n_heads, 2 * cfg.d_model, cfg.dropout, batch_first=True
+                ),
+                cfg.n_layers,
+                enable_nested_tensor=False,
+            )
+            if cfg.use_transformer
+            else None
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.project(x.transpose(1, 2))
+        if self.transformer is not None:
+            x = self.transformer(x + self.positions[: x.shape[1]])
+        return x.transpose(1, 2)
+
+
 class Network(nn.Module, ABC):
     """A classifier whose forward pass is `classify(embed(x))`."""
 
@@ -159,11 +196,13 @@ class PooledHead(nn.Module):
             nn.Dropout(cfg.dropout), nn.Linear(self.pool.out_dim, n_classes)
         )
 
+    def collapse(self, x: torch.Tensor) -> torch.Tensor:
+        """`(batch, dim, bins, time)` -> `(batch, dim [x bins], time)`, by `model.frequency`."""
+        return x.flatten(1, 2) if self.flatten else x.mean(dim=2)
+
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """`(batch, dim, [bins,] time)` -> the pooled vector the classifier layer sees."""
-        if x.dim() == 4:
-            x = x.flatten(1, 2) if self.flatten else x.mean(dim=2)
-        return self.pool(x)
+        return self.pool(self.collapse(x) if x.dim() == 4 else x)
 
 
 class PooledNet(Network):
@@ -191,6 +230,8 @@ class SERNet(PooledNet):
 
     The first block downsamples at once (full-resolution convolutions dominate CPU time), and
     later blocks downsample frequency only, keeping enough frames for the pooling to weigh.
+    The blocks see 0.8 s around each frame; `model.use_transformer` stacks a `TemporalContext`
+    beside them, so the pooling also weighs each moment against the whole sentence.
     """
 
     def __init__(self, cfg: ModelConfig, n_classes: int, n_bins: int):
@@ -201,11 +242,21 @@ class SERNet(PooledNet):
             cin = cout
         self.features = nn.Sequential(*blocks)
         bins = halved(n_bins, len(cfg.channels), math.ceil)
-        self.head = PooledHead(cin, n_classes, cfg, bins)
+        width = cin * bins if cfg.frequency == "flatten" else cin
+        self.context = TemporalContext(width, cfg) if cfg.use_transformer else None
+        self.head = (
+            PooledHead(cin, n_classes, cfg, bins)
+            if self.context is None  # the pooling sees the collapsed rows and their context
+            else PooledHead(width + cfg.d_model, n_classes, cfg)
+        )
         _init_weights(self)
 
     def trunk(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)
+        x = self.features(x)
+        if self.context is None:
+            return x
+        x = self.head.collapse(x)
+        return torch.cat([x, self.context(x)], dim=1)
 
 
 class VGG(PooledNet):
@@ -255,47 +306,22 @@ class ResNet18(PooledNet):
         return self.features(x)
 
 
-def sinusoidal_encoding(length: int, dim: int) -> torch.Tensor:
-    position = torch.arange(length).unsqueeze(1)
-    freq = torch.exp(torch.arange(0, dim, 2) * (-math.log(10000.0) / dim))
-    pe = torch.zeros(length, dim)
-    pe[:, 0::2] = torch.sin(position * freq)
-    pe[:, 1::2] = torch.cos(position * freq)
-    return pe
-
-
 class ACNT(PooledNet):
     """Residual CNN front end -> projection -> sinusoidal positions -> Transformer -> pooling."""
 
-    def __init__(self, cfg: ModelConfig, n_classes: int, n_bins: int, max_frames: int = 2048):
+    def __init__(self, cfg: ModelConfig, n_classes: int, n_bins: int):
         super().__init__()
         blocks, cin, bins = [], 1, n_bins
         for cout in cfg.channels:
             blocks.append(ResBlock(cin, cout, stride=2))
             cin, bins = cout, (bins + 1) // 2
         self.features = nn.Sequential(*blocks)
-        self.project = nn.Linear(cin * bins, cfg.d_model)
-        self.register_buffer("positions", sinusoidal_encoding(max_frames, cfg.d_model), False)
-        self.transformer = (
-            nn.TransformerEncoder(
-                nn.TransformerEncoderLayer(
-                    cfg.d_model, cfg.n_heads, 2 * cfg.d_model, cfg.dropout, batch_first=True
-                ),
-                cfg.n_layers,
-                enable_nested_tensor=False,
-            )
-            if cfg.use_transformer
-            else None
-        )
+        self.context = TemporalContext(cin * bins, cfg)
         self.head = PooledHead(cfg.d_model, n_classes, cfg)
         _init_weights(self)
 
     def trunk(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.features(x)  # (batch, channels, bins, frames)
-        x = self.project(x.flatten(1, 2).transpose(1, 2))  # (batch, frames, d_model)
-        if self.transformer is not None:
-            x = self.transformer(x + self.positions[: x.shape[1]])
-        return x.transpose(1, 2)
+        return self.context(self.features(x).flatten(1, 2))
 
 
 class LayerHead(PooledNet):
