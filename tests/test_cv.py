@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 import yaml
-from helpers.project import TINY, compose_config, compose_dict
+from helpers.project import TINY, compose_config, compose_dict, run_cli
 
-from knd.cli import main
 from knd.config import to_dict
 from knd.data.processed import Processed, load_processed
 from knd.data.splits import kfold_test_speakers
@@ -275,19 +273,14 @@ def test_cross_validation_scores_every_tested_clip_once_and_pools_them(processed
     assert json.loads((tmp_path / "cv.json").read_text()) == summary
 
 
-def test_cv_takes_overrides_as_dvc_exp_run_does(monkeypatch, tmp_path):
+def test_cv_takes_overrides_as_dvc_exp_run_does(monkeypatch, capsys, tmp_path):
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump(compose_dict()))
     seen = {}
     monkeypatch.setattr(cv, "cross_validate", lambda cfg, **options: seen.update(cfg=cfg))
-    monkeypatch.setattr(
-        sys,
-        "argv",
-        ["knd", "cv", "--params", str(params), "-S", "split.k=10", "--set", "train.lr=1e-3"],
-    )
-    with pytest.raises(SystemExit) as exit_:
-        main()
-    assert exit_.value.code == 0
+    args = ["cv", "--params", str(params), "-S", "split.k=10", "--set", "train.lr=1e-3"]
+    status, _, _ = run_cli(monkeypatch, capsys, *args)
+    assert status == 0
     assert (seen["cfg"].split.k, seen["cfg"].train.lr) == (10, 0.001)
 
 

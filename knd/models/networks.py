@@ -191,10 +191,15 @@ class PooledHead(nn.Module):
     def __init__(self, dim: int, n_classes: int, cfg: ModelConfig, bins: int = 1):
         super().__init__()
         self.flatten = cfg.frequency == "flatten"
-        self.pool = TemporalPooling(dim * bins if self.flatten else dim, cfg.pooling)
+        self.pool = TemporalPooling(self.collapsed_width(dim, bins, cfg), cfg.pooling)
         self.classify = nn.Sequential(
             nn.Dropout(cfg.dropout), nn.Linear(self.pool.out_dim, n_classes)
         )
+
+    @staticmethod
+    def collapsed_width(dim: int, bins: int, cfg: ModelConfig) -> int:
+        """The channels `collapse` leaves per frame: `dim` x `bins` when flattened."""
+        return dim * bins if cfg.frequency == "flatten" else dim
 
     def collapse(self, x: torch.Tensor) -> torch.Tensor:
         """`(batch, dim, bins, time)` -> `(batch, dim [x bins], time)`, by `model.frequency`."""
@@ -242,7 +247,7 @@ class SERNet(PooledNet):
             cin = cout
         self.features = nn.Sequential(*blocks)
         bins = halved(n_bins, len(cfg.channels), math.ceil)
-        width = cin * bins if cfg.frequency == "flatten" else cin
+        width = PooledHead.collapsed_width(cin, bins, cfg)
         self.context = TemporalContext(width, cfg) if cfg.use_transformer else None
         self.head = (
             PooledHead(cin, n_classes, cfg, bins)
