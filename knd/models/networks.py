@@ -112,18 +112,16 @@ class TemporalContext(nn.Module):
     def __init__(self, dim: int, cfg: ModelConfig, max_frames: int = 2048):
         super().__init__()
         self.project = nn.Linear(dim, cfg.d_model)
-        self.register_buffer("positions", sinusoidal_encoding(max_frames, cfg.d_model), False)
-        self.transformer = (
-            nn.TransformerEncoder(
+        self.transformer = None
+        if cfg.use_transformer:  # positions only mean something to the attention
+            self.register_buffer("positions", sinusoidal_encoding(max_frames, cfg.d_model), False)
+            self.transformer = nn.TransformerEncoder(
                 nn.TransformerEncoderLayer(
                     cfg.d_model, cfg.n_heads, 2 * cfg.d_model, cfg.dropout, batch_first=True
                 ),
                 cfg.n_layers,
                 enable_nested_tensor=False,
             )
-            if cfg.use_transformer
-            else None
-        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.project(x.transpose(1, 2))
