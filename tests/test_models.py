@@ -88,10 +88,14 @@ def test_sernet_context_sees_the_whole_clip_beside_the_blocks(frequency):
 
 
 def test_ensemble_trains_members_apart_and_predicts_their_mean_probability():
-    cfg = dataclasses.replace(compose_config().model, members=3)
+    cfg = dataclasses.replace(compose_config().model, members=3, dropout=0.0)
     ensemble = build_model(cfg, 8, 64)
-    x = torch.randn(2, 1, 64, 100)
-    assert ensemble.train()(x).shape == (3, 2, 8)  # one loss per member
+    own = torch.randn(3, 2, 1, 64, 100)  # in training, each member sees its own batch
+    logits = ensemble.train()(own)
+    assert logits.shape == (3, 2, 8)  # one loss per member
+    for member, x_m, z in zip(ensemble.members, own, logits, strict=True):
+        torch.testing.assert_close(z, member(x_m))
+    x = own[0]
     ensemble.eval()
     mean = torch.stack([member(x).softmax(dim=-1) for member in ensemble.members]).mean(dim=0)
     torch.testing.assert_close(ensemble(x).softmax(dim=-1), mean)

@@ -110,6 +110,28 @@ def test_augmentation_touches_training_batches_only(processed, tmp_path, monkeyp
     assert calls == {name: len(seen) for name in calls}
 
 
+def test_ensemble_members_train_on_batches_of_their_own(processed, tmp_path, monkeypatch):
+    seen = []
+    original_inputs = Trainer.inputs
+
+    def inputs(self, index, gen):
+        seen.append(index)
+        return original_inputs(self, index, gen)
+
+    monkeypatch.setattr(Trainer, "inputs", inputs)
+    _run(processed, tmp_path, "model.members=2")
+    first, second = seen[0::2], seen[1::2]  # each step: member 0's batch, then member 1's
+    assert len(first) == len(second) > 0
+    assert not any(torch.equal(a, b) for a, b in zip(first, second, strict=True))
+
+
+def test_an_ensemble_with_a_speaker_adversary_is_refused(processed, tmp_path):
+    cfg = compose_config(*TINY, "model.members=2", "train.speaker_adversary=0.1")
+    with pytest.raises(KndError, match=r"needs model\.members=1"):
+        train(cfg, processed, tmp_path / "model.pt", None, tmp_path / "last.pt")
+    assert not any(tmp_path.iterdir())
+
+
 def _project(tmp_path: Path, processed: Path, *overrides: str) -> Path:
     """A working directory laid out like the project, for `knd train` subprocesses."""
     (tmp_path / "data").mkdir(parents=True)

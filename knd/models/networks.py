@@ -350,12 +350,14 @@ class LayerHead(PooledNet):
 
 
 class Ensemble(nn.Module):
-    """`model.members` independently initialised networks, trained side by side on the same batches.
+    """`model.members` independently initialised networks, each trained on batches of its own.
 
-    Each member gets its own loss (training sees `(members, batch, classes)` logits), so they stay
-    diverse; prediction returns the log of their averaged probabilities, which a softmax turns
-    back into that average. Its embedding is the members' embeddings concatenated: independently
-    initialised members learn unrelated coordinates, so averaging them would mix meanings.
+    In training each member sees its own slice of `(members, batch, ...)` inputs and returns its
+    own logits, `(members, batch, classes)`, for its own loss, so the members stay as diverse as
+    separately trained networks; prediction returns the log of their averaged probabilities,
+    which a softmax turns back into that average. Its embedding is the members' embeddings
+    concatenated: independently initialised members learn unrelated coordinates, so averaging
+    them would mix meanings.
     """
 
     def __init__(self, members: list[Network]):
@@ -363,6 +365,8 @@ class Ensemble(nn.Module):
         self.members = nn.ModuleList(members)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            return torch.stack([member(xi) for member, xi in zip(self.members, x, strict=True)])
         return self._combine(torch.stack([member(x) for member in self.members]))
 
     def forward_with_embedding(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -370,8 +374,6 @@ class Ensemble(nn.Module):
         return self._combine(torch.stack(logits)), torch.cat(embeddings, dim=1)
 
     def _combine(self, logits: torch.Tensor) -> torch.Tensor:
-        if self.training:
-            return logits
         return torch.logsumexp(torch.log_softmax(logits, dim=-1), dim=0) - math.log(len(logits))
 
 

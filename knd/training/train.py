@@ -155,6 +155,11 @@ class Trainer:
         if cfg.train.speaker_adversary:
             if rt.world_size > 1:
                 raise KndError("train.speaker_adversary: not supported under torchrun; set it to 0")
+            if cfg.model.members > 1:
+                raise KndError(
+                    "train.speaker_adversary: needs model.members=1 (each member of an ensemble "
+                    "trains on batches of its own); set one of them back"
+                )
             self.speaker, actors = speaker_targets(data.meta["speaker"], self.train_index)
             self.adversary = SpeakerAdversary(
                 embedding_dim(self.model.net), actors, cfg.train.speaker_adversary
@@ -190,46 +195,67 @@ class Trainer:
     def train_epoch(self) -> float:
         cfg = self.cfg.train
         gen = seed_everything(cfg.seed * 1000 + self.epoch)
+        # Each further member of an ensemble draws its own batches, augmentation and mixing:
+        # trained on the same ones, members agree too much for their average to gain.
+        gens = [gen] + [
+            torch.Generator().manual_seed(int(torch.randint(2**62, (1,), generator=gen)))
+            for _ in range(self.cfg.model.members - 1)
+        ]
         self.net.train()
         if cfg.freeze_encoder:
             hold_statistics(self.model.net)
         losses = []
         bar = tqdm(
-            self.batches(gen),
+            list(zip(*(self.batches(g) for g in gens), strict=True)),
             desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
             unit="batch",
             leave=False,
             disable=None if self.rt.main else True,
         )
-        for step, index in enumerate(bar):
-            x = self.inputs(index, gen)
-            y = self.data.target[index]
-            if self.adversary is not None:  # speakers ride along as a second target column
-                y = torch.stack([y, self.speaker[index]], dim=1)
-            x, y_a, y_b, lam = self.augmenter.mixup(x, y.to(self.rt.device), gen)
+        for step, indices in enumerate(bar):
+            mixed = [self.mixed_batch(index, g) for index, g in zip(indices, gens, strict=True)]
+            x = mixed[0][0] if len(mixed) == 1 else torch.stack([m[0] for m in mixed])
             with torch.autocast(self.rt.device.type, enabled=self.rt.amp):
                 if self.adversary is None:
                     logits = self.net(x)
                 else:
                     logits, embedding = self.net.forward_with_embedding(x)
                     progress = (self.epoch + step / self.steps) / cfg.epochs
-                    (y_a, s_a), (y_b, s_b) = y_a.unbind(1), y_b.unbind(1)
+                    _, (y_a, s_a), (y_b, s_b), lam = mixed[0]
+                    mixed = [(x, y_a, y_b, lam)]
                     adversary = self.adversary.loss(embedding, s_a, s_b, lam, progress)
-                loss = mixup_loss(self.criterion, logits, y_a, y_b, lam)
-            losses.append(loss.item())  # the emotion loss, comparable with or without adversary
+                member_logits = [logits] if len(mixed) == 1 else logits.unbind(0)
+                # summed, so each member learns at the rate it would alone
+                loss = sum(
+                    mixup_loss(self.loss, z, y_a, y_b, lam)
+                    for z, (_, y_a, y_b, lam) in zip(member_logits, mixed, strict=True)
+                )
+            losses.append(loss.item() / len(mixed))  # comparable with or without adversary
             if self.adversary is not None:
                 loss = loss + adversary
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             if cfg.grad_clip:
                 self.scaler.unscale_(self.optimizer)
-                nn.utils.clip_grad_norm_(self.model.net.parameters(), cfg.grad_clip)
+                for member in getattr(self.model.net, "members", [self.model.net]):
+                    nn.utils.clip_grad_norm_(member.parameters(), cfg.grad_clip)
             self.scaler.step(self.optimizer)
             self.scaler.update()
             if self.scheduler is not None and cfg.scheduler in ("onecycle", "cosine"):
                 self.scheduler.step()
             bar.set_postfix(loss=f"{sum(losses) / len(losses):.3f}")
         return sum(losses) / len(losses)
+
+    def mixed_batch(self, index: torch.Tensor, gen: torch.Generator) -> tuple:
+        """One batch's inputs, mixed up: `(x, targets a, targets b, blend weight)`."""
+        x = self.inputs(index, gen)
+        y = self.data.target[index]
+        if self.adversary is not None:  # speakers ride along as a second target column
+            y = torch.stack([y, self.speaker[index]], dim=1)
+        x, y_a, y_b, lam = self.augmenter.mixup(x, y.to(self.rt.device), gen)
+        if self.adversary is not None:
+            return x, y_a.unbind(1), y_b.unbind(1), lam
+        return x, y_a, y_b, lam
 
     @torch.no_grad()
     def validate(self) -> dict:
@@ -246,12 +272,6 @@ class Trainer:
         return classification_metrics(
             torch.cat(logits).cpu(), self.data.target[index], self.data.labels
         )
-
-    def criterion(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy; an ensemble's `(members, batch, classes)` logits: the members' mean."""
-        if logits.dim() == 3:
-            logits, target = logits.flatten(0, 1), target.repeat(logits.shape[0])
-        return self.loss(logits, target)
 
     # -- state -----------------------------------------------------------------------------
     def state(self) -> dict:
