@@ -170,8 +170,11 @@ def test_killed_run_resumes_to_the_same_result(processed, tmp_path):
 
 
 @pytest.mark.slow
-def test_distributed_data_parallel_with_gloo(processed, tmp_path):
-    run = _project(tmp_path, processed, "train.epochs=1", "train.num_threads=1")
+@pytest.mark.parametrize("members", [1, 2])
+def test_distributed_data_parallel_with_gloo(processed, tmp_path, members):
+    run = _project(
+        tmp_path, processed, "train.epochs=1", "train.num_threads=1", f"model.members={members}"
+    )
     torchrun = Path(sys.executable).parent / "torchrun"
     cmd = [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "knd.cli", "train"]
     env = git_env() | {"OMP_NUM_THREADS": "1"}
