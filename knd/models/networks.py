@@ -377,6 +377,11 @@ class Ensemble(nn.Module):
         return torch.logsumexp(torch.log_softmax(logits, dim=-1), dim=0) - math.log(len(logits))
 
 
+def networks(net: nn.Module) -> list[nn.Module]:
+    """An ensemble's members, or the network itself: each has its own output layer and gradients."""
+    return list(net.members) if isinstance(net, Ensemble) else [net]
+
+
 MODELS = {
     "cnn": CNN,
     "resnet18": ResNet18,

@@ -15,6 +15,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from knd.models.networks import networks
 from knd.training.augment import mixup_loss
 
 
@@ -69,5 +70,4 @@ def speaker_targets(speakers: pd.Series, train_index: torch.Tensor) -> tuple[tor
 
 def embedding_dim(net: nn.Module) -> int:
     """Width of a network's (or an ensemble's concatenated) pooled embedding."""
-    members = getattr(net, "members", [net])
-    return sum(member.output.in_features for member in members)
+    return sum(member.output.in_features for member in networks(net))

@@ -17,7 +17,7 @@ from torch import nn
 from knd.config import to_dict
 from knd.errors import KndError
 from knd.models.classifier import Classifier, read_checkpoint
-from knd.models.networks import Ensemble
+from knd.models.networks import networks
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +79,7 @@ def start_from(model: Classifier, path: str | Path, freeze_encoder: bool) -> dic
 
 def output_keys(model: Classifier) -> list[str]:
     """The state-dict keys of the output layer(s): an ensemble's members have one each."""
-    members = model.net.members if isinstance(model.net, Ensemble) else [model.net]
-    layers = [member.output for member in members]
+    layers = [member.output for member in networks(model.net)]
     names = {module: name for name, module in model.named_modules()}
     return [f"{names[layer]}.{key}" for layer in layers for key in layer.state_dict()]
 

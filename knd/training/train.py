@@ -25,6 +25,7 @@ from knd.data.processed import Processed, load_processed
 from knd.errors import KndError
 from knd.metrics import classification_metrics, scalars
 from knd.models.classifier import Classifier
+from knd.models.networks import networks
 from knd.paths import HELD_OUT_MODEL
 from knd.training.adversary import SpeakerAdversary, embedding_dim, speaker_targets
 from knd.training.augment import Augmenter, mixup_loss
@@ -221,7 +222,8 @@ class Trainer:
                 else:
                     logits, embedding = self.net.forward_with_embedding(x)
                     progress = (self.epoch + step / self.steps) / cfg.epochs
-                    _, (y_a, s_a), (y_b, s_b), lam = mixed[0]
+                    ((_, y_a, y_b, lam),) = mixed  # one network: speakers in a second column
+                    (y_a, s_a), (y_b, s_b) = y_a.unbind(1), y_b.unbind(1)
                     mixed = [(x, y_a, y_b, lam)]
                     adversary = self.adversary.loss(embedding, s_a, s_b, lam, progress)
                 member_logits = [logits] if len(mixed) == 1 else logits.unbind(0)
@@ -237,7 +239,7 @@ class Trainer:
             self.scaler.scale(loss).backward()
             if cfg.grad_clip:
                 self.scaler.unscale_(self.optimizer)
-                for member in getattr(self.model.net, "members", [self.model.net]):
+                for member in networks(self.model.net):
                     nn.utils.clip_grad_norm_(member.parameters(), cfg.grad_clip)
             self.scaler.step(self.optimizer)
             self.scaler.update()
@@ -252,10 +254,7 @@ class Trainer:
         y = self.data.target[index]
         if self.adversary is not None:  # speakers ride along as a second target column
             y = torch.stack([y, self.speaker[index]], dim=1)
-        x, y_a, y_b, lam = self.augmenter.mixup(x, y.to(self.rt.device), gen)
-        if self.adversary is not None:
-            return x, y_a.unbind(1), y_b.unbind(1), lam
-        return x, y_a, y_b, lam
+        return self.augmenter.mixup(x, y.to(self.rt.device), gen)
 
     @torch.no_grad()
     def validate(self) -> dict:
