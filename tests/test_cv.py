@@ -271,6 +271,31 @@ def test_cross_validation_scores_every_tested_clip_once_and_pools_them(processed
     assert summary["pooled"]["accuracy"] == pytest.approx(right, abs=1e-4)
     assert summary["params"] == to_dict(cfg)  # every setting the numbers came from
     assert json.loads((tmp_path / "cv.json").read_text()) == summary
+    assert "pending" not in summary
+
+
+@pytest.mark.slow
+def test_a_stopped_run_keeps_the_summary_of_the_folds_it_finished(processed, tmp_path, monkeypatch):
+    cfg = compose_config(*TINY, "split=kfold", "split.k=3", "train.epochs=1")
+    fit = cv.fit
+
+    def stopped_in_fold_1(cfg, data, model_path, *paths):
+        if model_path.parent.name == "fold1":
+            raise KeyboardInterrupt
+        fit(cfg, data, model_path, *paths)
+
+    monkeypatch.setattr(cv, "fit", stopped_in_fold_1)
+    with pytest.raises(KeyboardInterrupt):
+        cross_validate(cfg, processed, tmp_path, folds=[0, 1, 2])
+    summary = json.loads((tmp_path / "cv.json").read_text())
+    assert [fold["fold"] for fold in summary["folds"]] == [0]
+    assert summary["pending"] == [1, 2]
+    assert summary["uar"]["mean"] == summary["folds"][0]["uar"]
+    predictions = pd.read_csv(tmp_path / "predictions.csv")
+    actors = predictions["path"].str.extract(r"Actor_(\d+)")[0].astype(int)
+    assert set(predictions["fold"]) == {0}
+    assert set(actors) == set(summary["folds"][0]["test_actors"])
+    assert not list(tmp_path.glob("*.part"))
 
 
 def test_cv_takes_overrides_as_dvc_exp_run_does(monkeypatch, capsys, tmp_path):

@@ -140,14 +140,18 @@ def cross_validate(
 ) -> dict:
     """`release`: also measure the release recipe on every fold (`released_fold`).
     `robustness`: also score each fold model under every condition, its clips read from
-    `raw_dir` (all checked before the first fold trains)."""
+    `raw_dir` (all checked before the first fold trains).
+
+    `cv.json` and `predictions.csv` are rewritten after every fold, `pending` naming the folds
+    still to run, so a run stopped after an hour keeps the folds it finished."""
     data = load_processed(data_dir)
     source = data_dir / METADATA_FILE
     if robustness:
         select_held_out(data.meta.assign(split="test"), raw_dir, source)
     test_actors = kfold_test_speakers(speaker_genders(data.meta), cfg.split.k, cfg.split.seed)
+    folds = list(folds if folds is not None else range(cfg.split.k))
     results, predictions, released, paths = [], [], [], []
-    for fold in folds if folds is not None else range(cfg.split.k):
+    for fold in folds:
         log.info("fold %d of %d: test actors %s", fold, cfg.split.k, test_actors[fold])
         start = time.perf_counter()
         fold_dir = out_dir / f"fold{fold}"
@@ -171,12 +175,16 @@ def cross_validate(
             results[-1]["release"], scored = released_fold(cfg, fdata, fold_dir)
             released.append(scored)
             log.info("fold %d, release recipe: %s", fold, headline(results[-1]["release"]))
-    summary = summarise(results, cfg)
-    if len(predictions) > 1:
-        summary["pooled"] = pooled_calibration(predictions, data.labels, released)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "cv.json").write_text(json.dumps(summary, indent=2) + "\n")
-    write_predictions(predictions, paths, [r["fold"] for r in results], data.labels, out_dir)
+        summary = summarise(results, cfg)
+        if len(predictions) > 1:
+            summary["pooled"] = pooled_calibration(predictions, data.labels, released)
+        pending = folds[len(results) :]
+        if pending:
+            summary["pending"] = pending
+            log.info("fold %d: the summary so far is in %s", fold, out_dir / "cv.json")
+        table = predictions_csv(predictions, paths, [r["fold"] for r in results], data.labels)
+        replace_file(out_dir / "predictions.csv", table)
+        replace_file(out_dir / "cv.json", json.dumps(summary, indent=2) + "\n")
     log.info("cross-validation by actor:\n%s", format_table(summary))
     return summary
 
@@ -281,20 +289,26 @@ def format_seeds(summary: dict) -> str:
     return "\n".join(rows)
 
 
-def write_predictions(
+def predictions_csv(
     predictions: list[WindowPredictions],
     paths: list[list[str]],
     folds: list[int],
     labels: list[str],
-    out_dir: Path,
-) -> None:
+) -> str:
     """Every test clip of every fold, as `reports/predictions.csv` has them for one split."""
     frames = [
         predictions_table(fold_paths, p.target, p.probabilities().numpy(), labels)
         for p, fold_paths in zip(predictions, paths, strict=True)
     ]
     table = pd.concat(frames, keys=folds, names=["fold", None]).reset_index(level=0)
-    table.to_csv(out_dir / "predictions.csv", index=False, float_format="%.6f")
+    return table.to_csv(index=False, float_format="%.6f")
+
+
+def replace_file(path: Path, text: str) -> None:
+    """Rewritten after every fold, so a run stopped mid-write must leave the last whole file."""
+    part = path.with_name(path.name + ".part")
+    part.write_text(text)
+    part.replace(path)
 
 
 def mean_std(values: list[float]) -> dict[str, float]:
