@@ -295,7 +295,7 @@ def test_a_stopped_run_keeps_the_summary_of_the_folds_it_finished(processed, tmp
     actors = predictions["path"].str.extract(r"Actor_(\d+)")[0].astype(int)
     assert set(predictions["fold"]) == {0}
     assert set(actors) == set(summary["folds"][0]["test_actors"])
-    assert not list(tmp_path.glob("*.part"))
+    assert not list(tmp_path.glob("*.tmp"))
 
 
 def test_cv_takes_overrides_as_dvc_exp_run_does(monkeypatch, capsys, tmp_path):

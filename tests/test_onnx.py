@@ -208,6 +208,17 @@ def test_export_command_and_a_bad_checkpoint(monkeypatch, capsys, tmp_path):
     assert status == 1 and "junk.pt: not a knd checkpoint" in err
 
 
+def test_an_export_that_fails_parity_leaves_the_previous_one(monkeypatch, tmp_path):
+    checkpoint = make_checkpoint(tmp_path / "model.pt")
+    out = tmp_path / "model.onnx"
+    out.write_bytes(b"the previous export")
+    monkeypatch.setattr("knd.models.onnx_export.TOLERANCE", -1.0)  # any difference fails
+    with pytest.raises(KndError, match=r"model\.onnx: export differs from .*model\.pt by"):
+        export_onnx(checkpoint, out)
+    assert out.read_bytes() == b"the previous export"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "model.pt"]
+
+
 def test_a_foreign_onnx_file_is_refused_with_a_reason(tmp_path):
     (tmp_path / "junk.onnx").write_bytes(b"junk")
     with pytest.raises(KndError, match=r"junk\.onnx: not a loadable ONNX model"):

@@ -25,6 +25,7 @@ from tqdm import tqdm
 from knd.config import DataConfig
 from knd.data.manifest import MANIFEST_FILE, read_manifests, write_manifest
 from knd.errors import KndError
+from knd.files import replacing
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +49,13 @@ def fetch_data(data: DataConfig, raw_dir: Path, download_dir: Path = Path("data/
     raw_dir = Path(raw_dir)
     if data.source == "manifest":
         rows = read_manifests(data.manifests)
-        _swap_in(raw_dir, lambda tmp: write_manifest(rows, tmp / MANIFEST_FILE))
+        with replacing(raw_dir) as tmp:
+            write_manifest(rows, tmp / MANIFEST_FILE)
         log.info("%s: %d clips listed by %s", raw_dir / MANIFEST_FILE, len(rows), data.manifests)
         return raw_dir
     if data.source == "local" and Path(data.path).is_dir():
-        _swap_in(raw_dir, lambda tmp: shutil.copytree(data.path, tmp))
+        with replacing(raw_dir) as tmp:
+            shutil.copytree(data.path, tmp)
         return raw_dir
     url = data.path if data.source == "local" else data.url
     return download_and_extract(url, data.md5 or None, raw_dir, download_dir)
@@ -231,30 +234,14 @@ def _extract(archive: Path, raw_dir: Path) -> None:
         with zipfile.ZipFile(archive) as zf:
             members = [m for m in zf.infolist() if not m.filename.startswith(JUNK_PREFIX)]
             _refuse_escaping(archive, members, raw_dir)
-            _swap_in(raw_dir, lambda tmp: _unpack(zf, members, tmp))
+            with replacing(raw_dir) as tmp:
+                _unpack(zf, members, tmp)
     except zipfile.BadZipFile as e:
         raise KndError(f"{archive} is damaged ({e}): delete or replace it and rerun") from e
 
 
-def _swap_in(raw_dir: Path, fill) -> None:
-    """`fill(tmp)` a temporary sibling, then swap it in, so `raw_dir` is never half-filled."""
-    tmp = raw_dir.with_name(raw_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)  # left by a killed run
-    try:
-        fill(tmp)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = raw_dir.with_name(raw_dir.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if raw_dir.exists():
-        raw_dir.rename(old)
-    tmp.rename(raw_dir)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def _unpack(zf: zipfile.ZipFile, members: list[zipfile.ZipInfo], dest: Path) -> None:
-    """Extract `members` into `dest` (`_swap_in` removes a partial `dest`)."""
+    """Extract `members` into `dest` (`replacing` removes a partial `dest`)."""
     try:
         dest.mkdir(parents=True)
         for member in members:

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from knd.errors import KndError
+from knd.files import replacing
 
 COLUMNS = ("path", "label", "speaker")
 OPTIONAL = ("split", "corpus", "gender")
@@ -117,12 +118,9 @@ def write_manifest(rows: list[dict[str, str]], out: str | Path) -> Path:
     out = Path(out)
     root = out.resolve().parent
     columns = [*COLUMNS, *(c for c in OPTIONAL if any(r.get(c) for r in rows))]
-    tmp = out.with_name(out.name + ".tmp")
-    root.mkdir(parents=True, exist_ok=True)
-    with tmp.open("w", newline="", encoding="utf-8") as f:
+    with replacing(out) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, columns, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
         for row in rows:
             writer.writerow({**row, "path": Path(os.path.relpath(row["path"], root)).as_posix()})
-    tmp.replace(out)
     return out

@@ -14,7 +14,6 @@ Samples are scaled by 2^15 as libsndfile reads 16-bit PCM, so a 16-bit source al
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import torch
 
 from knd.config import FeatureConfig, from_dict
 from knd.errors import KndError
+from knd.files import replacing
 from knd.models.features import fix_length
 
 FEATURES_FILE = "features.pt"
@@ -83,12 +83,9 @@ def load_processed(data_dir: Path = Path("data/processed")) -> Processed:
 
 
 def save_processed(out_dir: Path, data: dict, meta: pd.DataFrame, summary: dict) -> None:
-    """Write into a temporary sibling, then swap it in: the outputs appear whole or not at all."""
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    torch.save(data, tmp / FEATURES_FILE)
-    meta.to_csv(tmp / METADATA_FILE, index=False)
-    (tmp / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
-    shutil.rmtree(out_dir, ignore_errors=True)
-    tmp.rename(out_dir)
+    """The three files appear together or not at all: a stage reads them as one."""
+    with replacing(out_dir) as tmp:
+        tmp.mkdir()
+        torch.save(data, tmp / FEATURES_FILE)
+        meta.to_csv(tmp / METADATA_FILE, index=False)
+        (tmp / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")

@@ -15,6 +15,7 @@ from torch import nn
 
 from knd.config import FeatureConfig, ModelConfig, from_dict, to_dict
 from knd.errors import KndError
+from knd.files import replacing
 from knd.models.encoders import EncoderFrontEnd, encoder_spec
 from knd.models.features import FrontEnd
 from knd.models.networks import build_model
@@ -89,9 +90,8 @@ class Classifier(nn.Module):
             "state_dict": self.state_dict(),
             **extra,
         }
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(state, tmp)
-        tmp.replace(path)
+        with replacing(path) as tmp:
+            torch.save(state, tmp)
 
     @classmethod
     def load(cls, path: str | Path, map_location: str | torch.device = "cpu") -> Classifier:

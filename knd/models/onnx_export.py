@@ -28,6 +28,7 @@ from torch import nn
 
 from knd.config import FeatureConfig, to_dict
 from knd.errors import KndError
+from knd.files import replacing
 from knd.models.classifier import Classifier
 from knd.models.features import FrontEnd
 from knd.serving.onnx_backend import (
@@ -91,8 +92,33 @@ def export_onnx(model_path: str | Path, out_path: str | Path) -> float:
 
     model = Classifier.load(model_path)
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(out_path.name + ".tmp")
+    with replacing(out_path) as tmp:
+        _export_graph(model, tmp)
+        proto = onnx.load(tmp)
+        for key, value in (
+            (META_LABELS, model.labels),
+            (META_FEATURES, to_dict(model.feature_cfg)),
+            (META_MODEL, to_dict(model.model_cfg)),
+            (META_CHECKPOINT, file_sha256(model_path)),
+        ):
+            proto.metadata_props.add(key=key, value=json.dumps(value))
+        proto.doc_string = (
+            f"knd {model.model_cfg.name} ({Path(model_path).name}): "
+            "waveform -> probabilities, embedding"
+        )
+        onnx.checker.check_model(proto)
+        onnx.save(proto, tmp)
+        difference, embedding_difference = _check(model, tmp)
+        if difference > TOLERANCE or embedding_difference > EMBEDDING_TOLERANCE:
+            raise KndError(
+                f"{out_path}: export differs from {model_path} by {difference:.2e} in "
+                f"probability (limit {TOLERANCE}), {embedding_difference:.2e} in embedding "
+                f"relative to its largest value (limit {EMBEDDING_TOLERANCE})"
+            )
+    return difference
+
+
+def _export_graph(model: Classifier, path: Path) -> None:
     example = torch.zeros(1, model.feature_cfg.num_samples)
     with warnings.catch_warnings():
         # The TorchScript exporter is deprecated, but unlike dynamo it needs no onnxscript; and
@@ -105,37 +131,13 @@ def export_onnx(model_path: str | Path, out_path: str | Path) -> float:
         torch.onnx.export(
             Exportable(model),
             (example,),
-            tmp,
+            path,
             dynamo=False,
             opset_version=OPSET,
             input_names=[INPUT],
             output_names=[OUTPUT, EMBEDDING],
             dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}, EMBEDDING: {0: "batch"}},
         )
-    proto = onnx.load(tmp)
-    for key, value in (
-        (META_LABELS, model.labels),
-        (META_FEATURES, to_dict(model.feature_cfg)),
-        (META_MODEL, to_dict(model.model_cfg)),
-        (META_CHECKPOINT, file_sha256(model_path)),
-    ):
-        proto.metadata_props.add(key=key, value=json.dumps(value))
-    proto.doc_string = (
-        f"knd {model.model_cfg.name} ({Path(model_path).name}): "
-        "waveform -> probabilities, embedding"
-    )
-    onnx.checker.check_model(proto)
-    onnx.save(proto, tmp)
-    difference, embedding_difference = _check(model, tmp)
-    if difference > TOLERANCE or embedding_difference > EMBEDDING_TOLERANCE:
-        tmp.unlink()
-        raise KndError(
-            f"{out_path}: export differs from {model_path} by {difference:.2e} in probability "
-            f"(limit {TOLERANCE}), {embedding_difference:.2e} in embedding relative to its largest "
-            f"value (limit {EMBEDDING_TOLERANCE})"
-        )
-    tmp.replace(out_path)
-    return difference
 
 
 def _check(model: Classifier, onnx_path: Path) -> tuple[float, float]:

@@ -30,6 +30,7 @@ from knd.config import Config, to_dict
 from knd.data.processed import METADATA_FILE, Processed, load_processed
 from knd.data.splits import assign_splits, kfold_test_speakers, speaker_genders
 from knd.errors import KndError
+from knd.files import replace_text
 from knd.metrics import classification_metrics, scalars
 from knd.models.classifier import Classifier
 from knd.models.features import band_stats
@@ -183,8 +184,8 @@ def cross_validate(
             summary["pending"] = pending
             log.info("fold %d: the summary so far is in %s", fold, out_dir / "cv.json")
         table = predictions_csv(predictions, paths, [r["fold"] for r in results], data.labels)
-        replace_file(out_dir / "predictions.csv", table)
-        replace_file(out_dir / "cv.json", json.dumps(summary, indent=2) + "\n")
+        replace_text(out_dir / "predictions.csv", table)
+        replace_text(out_dir / "cv.json", json.dumps(summary, indent=2) + "\n")
     log.info("cross-validation by actor:\n%s", format_table(summary))
     return summary
 
@@ -302,13 +303,6 @@ def predictions_csv(
     ]
     table = pd.concat(frames, keys=folds, names=["fold", None]).reset_index(level=0)
     return table.to_csv(index=False, float_format="%.6f")
-
-
-def replace_file(path: Path, text: str) -> None:
-    """Rewritten after every fold, so a run stopped mid-write must leave the last whole file."""
-    part = path.with_name(path.name + ".part")
-    part.write_text(text)
-    part.replace(path)
 
 
 def mean_std(values: list[float]) -> dict[str, float]:

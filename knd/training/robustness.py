@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +39,7 @@ from knd.data.conditions import (
 )
 from knd.data.processed import METADATA_FILE
 from knd.errors import KndError
+from knd.files import replacing
 from knd.metrics import classification_metrics
 from knd.paths import HELD_OUT_MODEL
 from knd.serving.predict import load_predictor
@@ -255,14 +255,10 @@ def robustness(
         "seed": SEED,
         "conditions": results,
     }
-    for path in (out, figure_path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-    # Both written beside their targets, then renamed: never one new and one stale or half.
-    tmp_json, tmp_png = (p.with_name(p.name + ".tmp") for p in (out, figure_path))
-    tmp_json.write_text(json.dumps(report, indent=2) + "\n")
-    figure(results, len(predictor.labels), tmp_png)
-    os.replace(tmp_json, out)
-    os.replace(tmp_png, figure_path)
+    # Both renamed into place only once both are written: never one new and one stale.
+    with replacing(out) as tmp_json, replacing(figure_path) as tmp_png:
+        tmp_json.write_text(json.dumps(report, indent=2) + "\n")
+        figure(results, len(predictor.labels), tmp_png)
     log.info("UAR and WA under each condition:\n%s", table(results))
     log.info("wrote %s and %s", out, figure_path)
     return report

@@ -23,6 +23,7 @@ from tqdm import tqdm
 from knd.config import Config, FeatureConfig, from_dict, to_dict
 from knd.data.processed import Processed, load_processed
 from knd.errors import KndError
+from knd.files import replacing
 from knd.metrics import classification_metrics, scalars
 from knd.models.classifier import Classifier
 from knd.models.networks import networks
@@ -387,10 +388,8 @@ def fit(
             log.info(
                 "epoch %3d/%d  loss %.4f%s%s", trainer.epoch, cfg.train.epochs, loss, scores, best
             )
-            state_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = state_path.with_name(state_path.name + ".tmp")
-            torch.save(trainer.state(), tmp)
-            tmp.replace(state_path)
+            with replacing(state_path) as tmp:
+                torch.save(trainer.state(), tmp)
             decided[0] = val.get("uar", 0.0)
             decided[1] = float(cfg.train.patience and bad_epochs >= cfg.train.patience)
         if rt.world_size > 1:
