@@ -79,8 +79,6 @@ class Classifier(nn.Module):
 
     def save(self, path: str | Path, **extra: Any) -> None:
         """Write the checkpoint atomically: a killed save never leaves a file that loads."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         state = {
             "format": CHECKPOINT_FORMAT,
             "model_config": to_dict(self.model_cfg),

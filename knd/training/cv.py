@@ -211,8 +211,7 @@ def cross_validate_seeds(
         run_dir = out_dir / f"seed{seed}"
         runs[seed] = cross_validate(seeded, data_dir, run_dir, folds, release, robustness, raw_dir)
     summary = over_seeds(runs)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "seeds.json").write_text(json.dumps(summary, indent=2) + "\n")
+    replace_text(out_dir / "seeds.json", json.dumps(summary, indent=2) + "\n")
     log.info("cross-validation by actor over %d seeds:\n%s", len(seeds), format_seeds(summary))
     return summary
 
