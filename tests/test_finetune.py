@@ -202,7 +202,7 @@ def test_fine_tune_a_ravdess_model_to_four_labels_then_predict_serve_export(
 
     released = torch.load(release_model, weights_only=True)
     assert released["labels"] == FOUR
-    assert released["init_from"]["path"] == str(heldout)  # the release continues `train`'s model
+    assert released["init_from"]["path"] == str(source)  # the release repeats the fine-tuning
     assert released["heldout"]["init_from"]["labels"] == LABELS  # which started from RAVDESS's
     assert released["heldout"]["init_from"]["trained_on_actors"] == ravdess["trained_on_actors"]
     for key in ("mean", "std"):  # the checkpoint's normalisation, not the new data's
