@@ -12,6 +12,8 @@ Only `knd.training.train` calls this, and only on training batches.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torchaudio
 
@@ -64,7 +66,7 @@ class Augmenter:
             gain_db = _uniform(n, -cfg.gain_db, cfg.gain_db, gen)
             wave = wave * (10 ** (gain_db / 20)).unsqueeze(1)
         if cfg.noise_p:
-            wave = self._noise(wave, gen)
+            wave = self._some(wave, cfg.noise_p, self._noise, gen)
         if cfg.polarity_p:
             wave = torch.where(_chance(n, cfg.polarity_p, gen).unsqueeze(1), -wave, wave)
         return wave
@@ -138,19 +140,23 @@ class Augmenter:
         return torch.fft.irfft(torch.fft.rfft(wave[hit]) * passed, length)
 
     def _tilt(self, wave: torch.Tensor, hit: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        """Another microphone: `knd.data.conditions.tilt` with a slope drawn per clip."""
-        n, length = len(hit), wave.shape[1]
-        slope = _uniform(n, -self.cfg.tilt_db, self.cfg.tilt_db, gen).unsqueeze(1)
-        freqs = torch.fft.rfftfreq(2 * length, 1 / self.sample_rate).clamp_min(TILT_FLOOR_HZ)
-        gain = 10 ** (slope * torch.log2(freqs / 1_000) / 20)
-        return torch.fft.irfft(torch.fft.rfft(wave[hit], 2 * length) * gain, 2 * length)[:, :length]
+        """Another microphone: `knd.data.conditions.tilt` with a slope drawn per clip.
 
-    def _noise(self, wave: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        n = wave.shape[0]
-        snr_db = _uniform(n, *self.cfg.noise_snr_db, gen)
-        power = wave.square().mean(dim=1).clamp_min(1e-10)
-        scale = (power / 10 ** (snr_db / 10)).sqrt() * _chance(n, self.cfg.noise_p, gen)
-        return wave + scale.unsqueeze(1) * torch.randn(wave.shape, generator=gen)
+        Padded by half a second, not a whole clip: the smooth filter's response is far shorter,
+        so nothing wraps around, for half the FFT work."""
+        n, length = len(hit), wave.shape[1]
+        size = length + self.sample_rate // 2
+        slope = _uniform(n, -self.cfg.tilt_db, self.cfg.tilt_db, gen).unsqueeze(1)
+        freqs = torch.fft.rfftfreq(size, 1 / self.sample_rate).clamp_min(TILT_FLOOR_HZ)
+        gain = torch.exp(slope * torch.log2(freqs / 1_000) * (math.log(10) / 20))  # 10^(dB/20)
+        return torch.fft.irfft(torch.fft.rfft(wave[hit], size) * gain, size)[:, :length]
+
+    def _noise(self, wave: torch.Tensor, hit: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """White noise at a random SNR, drawn for the clips it hits only (drawing is the cost)."""
+        clean = wave[hit]
+        snr_db = _uniform(len(hit), *self.cfg.noise_snr_db, gen)
+        scale = _rms(clean) / 10 ** (snr_db / 20)
+        return clean + scale.unsqueeze(1) * torch.randn(clean.shape, generator=gen)
 
     def spectrogram(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         """SpecAugment on the normalised `(batch, 1, bins, frames)` input: masks set to 0 (mean)."""
