@@ -108,7 +108,7 @@ def train(params: Params = DEFAULT_PARAMS) -> None:
 
 @app.command()
 def release(params: Params = DEFAULT_PARAMS) -> None:
-    """Train on every actor (continuing models/heldout.pt) -> models/model.pt, for predict/serve."""
+    """Train on every actor (from scratch, or on from models/heldout.pt) -> models/model.pt."""
     from knd.training.release import release as run
 
     run(_config(params))
@@ -139,9 +139,9 @@ def cv(
         bool,
         typer.Option(
             "--release",
-            help="Also measure the release recipe: each fold model goes on as `knd release` "
-            "does, on its training (and any validation) actors, and is scored on the same test "
-            "actors.",
+            help="Also measure the release recipe: `knd release`'s model (release.start: from "
+            "scratch, or the fold model continued) on each fold's training and any validation "
+            "actors, scored on the same test actors.",
         ),
     ] = False,
     seed: Annotated[

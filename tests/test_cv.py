@@ -335,10 +335,18 @@ def test_the_release_recipe_goes_on_with_the_validation_actors_and_is_scored_on_
 def test_without_validation_actors_the_release_recipe_goes_on_with_the_training_actors(
     processed, tmp_path
 ):
-    cfg = compose_config(*TINY, "split=kfold", "split.k=3", "split.val_actors=0")
+    overrides = ("split=kfold", "split.k=3", "split.val_actors=0", "release.start=heldout")
+    cfg = compose_config(*TINY, *overrides, "train.epochs=1")
     summary = cross_validate(cfg, processed, tmp_path, folds=[0], release=True)
     heldout = torch.load(tmp_path / "fold0" / "model.pt", weights_only=True)
     released = torch.load(tmp_path / "fold0" / "release.pt", weights_only=True)
     assert released["trained_on_actors"] == heldout["trained_on_actors"]
-    assert released["init_from"] is None  # the default release: the recipe again, from scratch
+    assert len(released["history"]) == 2  # TINY's release.epochs
     assert 0 <= summary["folds"][0]["release"]["uar"] <= 1
+
+
+def test_a_release_from_scratch_without_new_actors_is_not_measured_twice(processed, tmp_path):
+    cfg = compose_config(*TINY, "split=kfold", "split.k=3", "split.val_actors=0")
+    with pytest.raises(KndError, match=r"split\.val_actors=4 .* or release\.start=heldout"):
+        cross_validate(cfg, processed, tmp_path, folds=[0], release=True)
+    assert not any(tmp_path.iterdir()), "refused before the first fold"

@@ -111,9 +111,9 @@ def split_scores(scored: WindowPredictions, labels: list[str]) -> dict:
 
 
 def released_fold(cfg: Config, data: Processed, fold_dir: Path) -> tuple[dict, WindowPredictions]:
-    """The release recipe on a fold: its held-out model goes on learning, as `knd release` goes
-    on with every actor, from its training actors and the validation actors if there are any,
-    and is scored on the same test actors: its scores, and its predictions."""
+    """The release recipe on a fold: as `knd release` learns every actor (from scratch, or going
+    on from the held-out model), it learns the fold's training and validation actors, and is
+    scored on the same test actors: its scores, and its predictions."""
     start = time.perf_counter()
     meta = data.meta.assign(split=data.meta["split"].replace("val", "train"))
     model_path = fold_dir / "release.pt"
@@ -145,6 +145,12 @@ def cross_validate(
 
     `cv.json` and `predictions.csv` are rewritten after every fold, `pending` naming the folds
     still to run, so a run stopped after an hour keeps the folds it finished."""
+    if release and cfg.release.start == "scratch" and not cfg.split.val_actors:
+        raise KndError(
+            "knd cv --release: with release.start=scratch and no validation actors, the release "
+            "recipe would train each fold's model over again on the same actors; set "
+            "split.val_actors=4 (new actors for the release to learn) or release.start=heldout"
+        )
     data = load_processed(data_dir)
     source = data_dir / METADATA_FILE
     if robustness:

@@ -4,11 +4,12 @@ The held-out model (`train`, `models/heldout.pt`) exists to be measured: `evalua
 `robustness` and `plot` score it on actors it never heard. The release learns from all actors,
 because more voices generalise better (on RAVDESS actors that neither model heard, 20 training
 actors scored UAR 0.65 where 14 scored 0.55): either the held-out recipe again from scratch
-(`release.start=scratch`), or the held-out model continued on every actor for `release.epochs`
-at `release.lr` (`heldout`), a fraction of the time. Nothing is left to score the release on, so
-its checkpoint carries the held-out model's numbers (`knd cv --release` measures the recipe on
-folds); with `train.calibrate` it also takes the temperature `evaluate` fitted on the held-out
-model's test actors, which calibrates a model of the same recipe.
+(`release.start=scratch`, the default: cross-validated 2-4 points better), or the held-out
+model continued on every actor for `release.epochs` at `release.lr` (`heldout`), in a seventh of
+the time. Nothing is left to score the release on, so its checkpoint carries the held-out
+model's numbers (`knd cv --release` measures the recipe on folds); with `train.calibrate` it
+also takes the temperature `evaluate` fitted on the held-out model's test actors, which
+calibrates a model of the same recipe.
 """
 
 from __future__ import annotations
