@@ -21,7 +21,7 @@ from knd.training.augment import Augmenter
 from knd.training.evaluate import evaluate, evaluate_split
 from knd.training.finetune import output_keys
 from knd.training.release import release
-from knd.training.train import Trainer, fit, train
+from knd.training.train import Runtime, Trainer, fit, native_bfloat16, train
 
 
 def _run(processed: Path, out: Path, *overrides: str) -> dict:
@@ -123,6 +123,31 @@ def test_ensemble_members_train_on_batches_of_their_own(processed, tmp_path, mon
     first, second = seen[0::2], seen[1::2]  # each step: member 0's batch, then member 1's
     assert len(first) == len(second) > 0
     assert not any(torch.equal(a, b) for a, b in zip(first, second, strict=True))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU's mixed precision")
+@pytest.mark.parametrize(
+    ("native", "amp", "trains_in"),
+    [
+        (True, True, torch.bfloat16),
+        (False, True, torch.float32),  # emulated bfloat16 would be slower than float32
+        (True, False, torch.float32),
+    ],
+)
+def test_a_cpu_trains_in_bfloat16_only_with_it_in_hardware(
+    processed, monkeypatch, native, amp, trains_in
+):
+    monkeypatch.setattr("knd.training.train.native_bfloat16", lambda: native)
+    cfg = compose_config(*TINY, f"train.amp={str(amp).lower()}")
+    trainer = Trainer(cfg, load_processed(processed), Runtime.setup(cfg))
+    seen = []
+    trainer.model.net.register_forward_hook(lambda net, args, out: seen.append(out.dtype))
+    trainer.train_epoch()
+    assert set(seen) == {trains_in}
+    assert {p.dtype for p in trainer.model.net.parameters()} == {torch.float32}
+    seen.clear()
+    trainer.validate()
+    assert set(seen) == {torch.float32}  # scored as `predict` and the ONNX export score
 
 
 def test_an_ensemble_with_a_speaker_adversary_is_refused(processed, tmp_path):
@@ -227,6 +252,7 @@ def test_release_trains_on_every_actor_and_carries_the_held_out_numbers(processe
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "threads": 2,  # TINY's train.num_threads
         "processes": 1,
+        "mixed_precision": native_bfloat16(),  # TINY keeps train.amp
     }
     temperature = json.loads(_metrics(tmp_path))["temperature"]  # fitted on the test actors
     assert temperature != 1.0
