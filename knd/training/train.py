@@ -3,8 +3,7 @@
 Reproducible by construction: every random draw of an epoch (shuffle, augmentation, dropout) is
 seeded from `train.seed` and the epoch number, so the same seed gives the same model on a CPU,
 and a run resumed from its last epoch (`train.resume`) ends exactly where an uninterrupted one
-would. Mixed precision on CUDA and on CPUs with bfloat16 in hardware; data-parallel under
-`torchrun`.
+would. Mixed precision on CUDA and on CPUs with AMX; data-parallel under `torchrun`.
 """
 
 from __future__ import annotations
@@ -54,9 +53,9 @@ class Runtime:
 
     def platform(self) -> dict:
         """What the weights depend on besides the code and settings: the same seed gives the same
-        model only with the same PyTorch build, device, CPU instruction set and thread count (on
-        AVX2 and AVX-512, or one thread and two, the kernels add in other orders, and training
-        amplifies the difference)."""
+        model only with the same PyTorch build, device, CPU instruction set, thread count and
+        precision (on AVX2 and AVX-512, one thread and two, or float32 and bfloat16, the kernels
+        add in other orders, and training amplifies the difference)."""
         return {
             "torch": str(torch.__version__),
             "device": torch.cuda.get_device_name(self.device)
