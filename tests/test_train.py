@@ -219,7 +219,7 @@ def test_plateau_scheduler_keeps_the_ranks_in_step(processed, tmp_path):
     plateau (patience 3) halves the rate well before epoch 12, and the last epochs train with it.
     """
     overrides = ("train.scheduler=plateau", "train.lr=1e-6", "train.epochs=12", "augment=none")
-    run = _project(tmp_path, processed, *overrides, "train.num_threads=1")
+    run = _project(tmp_path, processed, *overrides, "release.start=heldout", "train.num_threads=1")
     torchrun = Path(sys.executable).parent / "torchrun"
     probe = Path(__file__).parent / "helpers" / "ddp_probe.py"
     cmd = [str(torchrun), "--standalone", "--nproc_per_node", "2", str(probe), str(tmp_path)]
@@ -303,8 +303,9 @@ def test_a_release_follows_a_held_out_model_that_used_its_validation_actors(
 ):
     """`select=best`, `patience` and `plateau` act on validation scores; the release has none."""
     validated = ("train.select=best", "train.patience=1", "train.epochs=3", *validated)
+    validated = (*validated, f"release.start={start}")  # a plateau needs the continuation
     _run(processed, tmp_path, *validated)
-    released = _release(processed, tmp_path, *validated, f"release.start={start}")
+    released = _release(processed, tmp_path, *validated)
     settings = {k: released["train_config"][k] for k in ("select", "patience", "scheduler")}
     assert settings == {"select": "last", "patience": 0, "scheduler": scheduler}
     assert len(released["history"]) == epochs
@@ -329,4 +330,5 @@ def test_without_validation_actors_only_the_last_epoch_can_be_kept(processed, tm
     everyone = dataclasses.replace(data, meta=data.meta.assign(split="train"))
     for setting in ("train.select=best", "train.patience=3", "train.scheduler=plateau"):
         with pytest.raises(KndError, match="no validation actors"):
-            fit(compose_config(*TINY, setting), everyone, tmp_path / "m.pt", None, tmp_path / "s")
+            cfg = compose_config(*TINY, setting, "release.start=heldout")  # plateau needs it
+            fit(cfg, everyone, tmp_path / "m.pt", None, tmp_path / "s")
